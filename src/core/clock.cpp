@@ -1,0 +1,23 @@
+#include "core/clock.h"
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+
+namespace steward {
+
+std::chrono::steady_clock::time_point SystemClock::now() const {
+  return std::chrono::steady_clock::now();
+}
+
+int64_t SystemClock::wall_ms() const {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+std::string format_wall_ms(int64_t wall_ms) {
+  using namespace std::chrono;
+  sys_time<milliseconds> at{milliseconds(wall_ms)};
+  return fmt::format("{:%Y-%m-%dT%H:%M:%S}Z", at);
+}
+
+}  // namespace steward

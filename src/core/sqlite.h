@@ -1,0 +1,94 @@
+// A thin owner of a SQLite connection and its prepared statements. Not thread-safe: one
+// connection belongs to one thread (the daemon's event loop).
+#pragma once
+
+#include "core/result.h"
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace steward::sqlite {
+
+class Statement;
+
+// One open database file. Opened in WAL mode with foreign keys on; `synchronous=NORMAL`, which
+// keeps every committed transaction across a process crash (SIGKILL) — only a power loss can
+// drop the last commits, and none can corrupt the file.
+class Database {
+ public:
+  // Opens (creating if missing) the database at `path`; ":memory:" for a private one.
+  static Result<std::unique_ptr<Database>> open(const std::string& path);
+  ~Database();
+  Database(const Database&) = delete;
+  Database& operator=(const Database&) = delete;
+
+  // Runs one or more statements that return no rows.
+  Status exec(std::string_view sql);
+  // Prepares one statement. Errors name the statement.
+  Result<Statement> prepare(std::string_view sql);
+  int64_t last_insert_rowid() const;
+  int changes() const;
+
+ private:
+  explicit Database(sqlite3* handle) : handle_(handle) {}
+  sqlite3* handle_;
+};
+
+// A prepared statement. Bind parameters are 1-based, columns 0-based, as in SQLite.
+class Statement {
+ public:
+  Statement(Statement&& other) noexcept;
+  Statement& operator=(Statement&& other) noexcept;
+  ~Statement();
+
+  Statement& bind(int index, std::string_view text);
+  Statement& bind(int index, int64_t value);
+  Statement& bind(int index, double value);
+  Statement& bind_null(int index);
+  Statement& bind(int index, const std::optional<std::string>& text);
+  Statement& bind(int index, const std::optional<int64_t>& value);
+
+  // Advances to the next row: true if there is one, false when done.
+  Result<bool> step();
+  // Steps a statement that returns no rows, then resets it for reuse.
+  Status run();
+  void reset();
+
+  std::string text(int column) const;
+  int64_t integer(int column) const;
+  double real(int column) const;
+  bool is_null(int column) const;
+
+ private:
+  friend class Database;
+  Statement(sqlite3_stmt* handle, sqlite3* db) : handle_(handle), db_(db) {}
+  sqlite3_stmt* handle_;
+  sqlite3* db_;
+};
+
+// Begins a transaction on construction (BEGIN IMMEDIATE) and rolls it back on destruction
+// unless `commit()` succeeded.
+class Transaction {
+ public:
+  explicit Transaction(Database& db);
+  ~Transaction();
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+
+  // The status of BEGIN; check it before writing.
+  const Status& begun() const { return begun_; }
+  Status commit();
+
+ private:
+  Database& db_;
+  Status begun_;
+  bool open_ = false;
+};
+
+}  // namespace steward::sqlite
