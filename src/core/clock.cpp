@@ -9,14 +9,14 @@ std::chrono::steady_clock::time_point SystemClock::now() const {
   return std::chrono::steady_clock::now();
 }
 
-int64_t SystemClock::wall_ms() const {
+int64_t SystemClock::wall_us() const {
   using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+  return duration_cast<microseconds>(system_clock::now().time_since_epoch()).count();
 }
 
-std::string format_wall_ms(int64_t wall_ms) {
+std::string format_wall_us(int64_t wall_us) {
   using namespace std::chrono;
-  sys_time<milliseconds> at{milliseconds(wall_ms)};
+  sys_time<microseconds> at{microseconds(wall_us)};
   return fmt::format("{:%Y-%m-%dT%H:%M:%S}Z", at);
 }
 

@@ -78,7 +78,46 @@ struct MigrationRequest {
   std::string source_host;
   std::string target_host;
   Phase phase = Phase::kFull;
-  std::string origin;  // "api", "nova:<event_type>", for logs and the record
+  std::string origin;     // "api", "nova:<event_type>", for logs and the record
+  int64_t issued_us = 0;  // when the VM manager sent it (wall clock, us); 0 when unknown
+};
+
+// Where a migration stands. Active states hold the VM: no other migration of it may start.
+enum class MigrationState {
+  kPreparing,    // journaled: installing on the target (active)
+  kPrepared,     // the target confirmed; the source still holds its rows (active)
+  kCompleting,   // journaled: the VM runs on the target; removing from the source (active)
+  kCompleted,    // the configuration is on the target only
+  kRollingBack,  // journaled: removing from the target (active)
+  kRolledBack,   // the configuration is on the source only
+  kFailed,       // a switch refused the configuration; the source is untouched
+};
+
+const char* to_string(MigrationState state);
+std::optional<MigrationState> parse_migration_state(const std::string& text);
+bool is_active(MigrationState state);
+
+// The journal record of one migration. Times are wall-clock microseconds, 0 = not yet.
+struct Migration {
+  int64_t id = 0;
+  std::string vm;
+  std::string source_host;
+  std::string target_host;
+  std::string source_switch;
+  std::string target_switch;
+  Phase wanted = Phase::kPrepare;  // how far the VM manager asked it to go so far
+  MigrationState state = MigrationState::kPreparing;
+  std::string origin;
+  int64_t created_us = 0;
+  int64_t last_issued_us = 0;  // newest issued_us of the messages that drove it
+  int64_t target_ready_us = 0;
+  int64_t complete_requested_us = 0;
+  int64_t source_cleaned_us = 0;
+  int64_t finished_us = 0;
+  int attempts = 0;        // failed attempts of the current step
+  std::string last_error;  // why the current step is waiting, empty when it is not
+
+  bool active() const { return is_active(state); }
 };
 
 }  // namespace steward::controller
