@@ -392,30 +392,7 @@ Result<std::optional<MigrationRequest>> NovaCorrelator::decide(const NovaEvent& 
     }
   }
 
-  // Who the source and the target are, by who sent the event.
-  Result<std::optional<Hosts>> hosts = std::optional<Hosts>();
-  switch (event.kind) {
-    case K::kPreStart:
-    case K::kPreEnd:
-    case K::kRollbackDestStart:
-    case K::kRollbackDestEnd:
-      hosts = from_destination_event(event, reason);
-      break;
-    case K::kPostStart:
-    case K::kPostEnd:
-    case K::kRollbackStart:
-    case K::kRollbackEnd:
-    case K::kAbortEnd:
-      hosts = from_source_event(event, reason);
-      break;
-    case K::kPostDestStart:
-    case K::kPostDestEnd:
-      hosts = from_post_dest_event(event, reason);
-      break;
-    default:
-      reason = fmt::format("{} does not change where the instance runs", event.event_type);
-      return std::nullopt;
-  }
+  auto hosts = resolve_hosts(event, reason);
   if (!hosts) {
     return hosts.error();
   }
@@ -430,6 +407,30 @@ Result<std::optional<MigrationRequest>> NovaCorrelator::decide(const NovaEvent& 
   }
   return MigrationRequest{event.instance, (*hosts)->source, (*hosts)->target, *phase_of(event.kind),
                           "nova:" + event.event_type};
+}
+
+// Who the source and the target are, by who sent the event and what its payload holds.
+Result<std::optional<NovaCorrelator::Hosts>> NovaCorrelator::resolve_hosts(const NovaEvent& event,
+                                                                           std::string& reason) {
+  switch (event.kind) {
+    case K::kPreStart:
+    case K::kPreEnd:
+    case K::kRollbackDestStart:
+    case K::kRollbackDestEnd:
+      return from_destination_event(event, reason);
+    case K::kPostStart:
+    case K::kPostEnd:
+    case K::kRollbackStart:
+    case K::kRollbackEnd:
+    case K::kAbortEnd:
+      return from_source_event(event, reason);
+    case K::kPostDestStart:
+    case K::kPostDestEnd:
+      return from_post_dest_event(event);
+    default:
+      reason = fmt::format("{} does not change where the instance runs", event.event_type);
+      return std::nullopt;
+  }
 }
 
 // pre.* and rollback_dest.*: sent by the destination while the payload host is the source.
@@ -498,7 +499,7 @@ Result<std::optional<NovaCorrelator::Hosts>> NovaCorrelator::from_source_event(
 
 // post_dest.*: sent by the destination; .end carries the destination as payload host.
 Result<std::optional<NovaCorrelator::Hosts>> NovaCorrelator::from_post_dest_event(
-    const NovaEvent& event, std::string& /*reason*/) {
+    const NovaEvent& event) {
   std::string target = event.kind == K::kPostDestEnd ? event.payload_host : event.publisher_host;
   if (target.empty()) {
     return Error::make(ErrorCode::kInvalidArgument, "instance {}: {} names no destination host",

@@ -80,7 +80,7 @@ using KnownMigrationLookup = std::function<std::optional<KnownMigration>(const s
 // Turns Nova events into MigrationRequests (origin "nova:<event_type>").
 //
 // Mapping, from who sends each event and what its payload holds
-// (see /work/shared/notes/vm-manager-events.md):
+// (as documented with Nova's versioned notifications):
 //   pre.start / pre.end           sent by the destination before the VM moves: target is the
 //                                 publisher, source the payload host (still the source).
 //                                 -> kPrepare, so the target is ready before the VM resumes.
@@ -150,9 +150,10 @@ class NovaCorrelator {
   };
 
   Result<std::optional<MigrationRequest>> decide(const NovaEvent& event, std::string& reason);
+  Result<std::optional<Hosts>> resolve_hosts(const NovaEvent& event, std::string& reason);
   Result<std::optional<Hosts>> from_destination_event(const NovaEvent& event, std::string& reason);
   Result<std::optional<Hosts>> from_source_event(const NovaEvent& event, std::string& reason);
-  Result<std::optional<Hosts>> from_post_dest_event(const NovaEvent& event, std::string& reason);
+  Result<std::optional<Hosts>> from_post_dest_event(const NovaEvent& event);
 
   const InstanceMemory* recall(const std::string& instance) const;
   InstanceMemory& remember(const std::string& instance);
