@@ -83,6 +83,10 @@ class Engine {
                     std::function<void(Result<Migration>)> done);
 
   Result<std::optional<Migration>> find(int64_t id) const;
+  // Newest first; an empty `vm` lists every VM's migrations.
+  Result<std::vector<Migration>> list(const std::string& vm, int limit) const {
+    return store_.list_migrations(vm, limit);
+  }
   // The active migration of `vm`, or nullptr.
   const Migration* active(const std::string& vm) const;
   size_t active_count() const { return flights_.size(); }

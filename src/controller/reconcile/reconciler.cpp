@@ -1,0 +1,176 @@
+#include "controller/reconcile/reconciler.h"
+
+#include <set>
+
+namespace steward::controller {
+
+const char* to_string(Drift::Kind kind) {
+  switch (kind) {
+    case Drift::Kind::kMissing:
+      return "missing";
+    case Drift::Kind::kDiffers:
+      return "differs";
+    case Drift::Kind::kStale:
+      return "stale";
+    case Drift::Kind::kOrphan:
+      return "orphan";
+  }
+  return "unknown";
+}
+
+std::vector<Drift> find_drift(const Directory& directory,
+                              const std::map<std::string, const OwnedRows*>& rows_by_switch,
+                              const Engine* engine) {
+  std::vector<Drift> drift;
+  auto in_flight = [&](const std::string& vm) { return engine && engine->active(vm); };
+
+  // What each switch holds that it should not, or holds differently.
+  for (const auto& [switch_id, rows] : rows_by_switch) {
+    if (!rows)
+      continue;
+    for (const auto& [vm_id, observed] : *rows) {
+      const Vm* vm = directory.find_vm(vm_id);
+      if (!vm) {
+        drift.push_back({Drift::Kind::kOrphan, vm_id, switch_id});
+        continue;
+      }
+      if (in_flight(vm_id))
+        continue;
+      auto home = directory.switch_of_host(vm->host);
+      if (!home || (*home)->id != switch_id) {
+        drift.push_back({Drift::Kind::kStale, vm_id, switch_id});
+      } else if (!matches(*vm, observed)) {
+        drift.push_back({Drift::Kind::kDiffers, vm_id, switch_id});
+      }
+    }
+  }
+
+  // What a VM's current switch lacks.
+  for (const auto& [vm_id, vm] : directory.vms()) {
+    if (in_flight(vm_id) || vm.interfaces.empty())
+      continue;
+    auto home = directory.switch_of_host(vm.host);
+    if (!home)
+      continue;
+    auto rows = rows_by_switch.find((*home)->id);
+    if (rows == rows_by_switch.end() || !rows->second)
+      continue;
+    if (!rows->second->count(vm_id))
+      drift.push_back({Drift::Kind::kMissing, vm_id, (*home)->id});
+  }
+  return drift;
+}
+
+Reconciler::Reconciler(boost::asio::io_context& io, Directory& directory, SwitchPool& switches,
+                       Engine& engine, VmLocks& locks, metrics::Registry& metrics,
+                       ReconcilerOptions options)
+    : io_(io),
+      directory_(directory),
+      switches_(switches),
+      engine_(engine),
+      locks_(locks),
+      options_(options),
+      log_(log::get("reconcile")),
+      periodic_(io),
+      soon_(io),
+      repairs_(metrics.counter("steward_reconcile_repairs_total",
+                               "Repairs started by the reconciler, by kind of drift")),
+      drift_gauge_(metrics.gauge("steward_reconcile_drift",
+                                 "Differences seen by the last reconciler pass")) {}
+
+void Reconciler::start() {
+  running_ = true;
+  arm_periodic();
+  request();
+}
+
+void Reconciler::stop() {
+  running_ = false;
+  periodic_.cancel();
+  soon_.cancel();
+}
+
+void Reconciler::arm_periodic() {
+  periodic_.expires_after(options_.interval);
+  periodic_.async_wait([this](boost::system::error_code ec) {
+    if (ec || !running_)
+      return;
+    pass();
+    arm_periodic();
+  });
+}
+
+void Reconciler::request() {
+  if (!running_ || soon_armed_)
+    return;
+  soon_armed_ = true;
+  soon_.expires_after(options_.debounce);
+  soon_.async_wait([this](boost::system::error_code ec) {
+    soon_armed_ = false;
+    if (ec || !running_)
+      return;
+    pass();
+  });
+}
+
+size_t Reconciler::pass() {
+  std::map<std::string, const OwnedRows*> rows_by_switch;
+  for (const auto& [id, client] : switches_.clients()) {
+    if (client->state() == SwitchState::kReady)
+      rows_by_switch[id] = client->owned();
+  }
+  auto drift = find_drift(directory_, rows_by_switch, &engine_);
+  drift_gauge_.set({}, static_cast<double>(drift.size()));
+
+  // Keep only drift that was already there one settle period ago.
+  auto now = std::chrono::steady_clock::now();
+  decltype(first_seen_) seen;
+  size_t started = 0;
+  bool waiting = false;
+  for (const Drift& item : drift) {
+    auto key = std::make_tuple(static_cast<int>(item.kind), item.vm, item.switch_id);
+    auto found = first_seen_.find(key);
+    auto since = found == first_seen_.end() ? now : found->second;
+    seen[key] = since;
+    if (now - since < options_.settle) {
+      waiting = true;
+      continue;
+    }
+    if (!locks_.try_lock(item.vm))
+      continue;
+    repair(item);
+    started++;
+  }
+  first_seen_ = std::move(seen);
+  if (waiting && running_) {
+    // Look again once the newest drift has settled.
+    auto timer = std::make_shared<boost::asio::steady_timer>(io_, options_.settle);
+    timer->async_wait([this, timer](boost::system::error_code ec) {
+      if (!ec)
+        request();
+    });
+  }
+  return started;
+}
+
+void Reconciler::repair(const Drift& drift) {
+  SwitchClient* client = switches_.find(drift.switch_id);
+  const Vm* vm = directory_.find_vm(drift.vm);
+  repairs_.inc({{"kind", to_string(drift.kind)}});
+  log_->info("repair vm={} switch={} drift={}", drift.vm, drift.switch_id, to_string(drift.kind));
+  auto done = [this, drift](Status status) {
+    locks_.unlock(drift.vm);
+    if (!status) {
+      log_->warn("repair vm={} switch={} drift={} result=failed error=\"{}\"", drift.vm,
+                 drift.switch_id, to_string(drift.kind), status.error().message);
+    }
+  };
+  bool install = drift.kind == Drift::Kind::kMissing || drift.kind == Drift::Kind::kDiffers;
+  if (!client || (install && !vm))
+    return done(ok());
+  if (install)
+    return client->install(*vm, done);
+  client->remove(drift.vm, done);
+}
+
+}  // namespace steward::controller
