@@ -14,8 +14,7 @@ constexpr int kMaxVlan = 4095;
 
 std::optional<Table> table_named(std::string_view name) {
   for (std::size_t i = 0; i < kTableCount; ++i) {
-    if (kTableNames[i] == name)
-      return static_cast<Table>(i);
+    if (kTableNames[i] == name) return static_cast<Table>(i);
   }
   return std::nullopt;
 }
@@ -43,11 +42,9 @@ int64_t integer_column(const Row& row, std::string_view column) {
 std::vector<std::string_view> uuid_column(const Row& row, std::string_view column) {
   std::vector<std::string_view> uuids;
   const json::value* value = row.if_contains(column);
-  if (value == nullptr)
-    return uuids;
+  if (value == nullptr) return uuids;
   for (const json::value* element : set_elements(*value)) {
-    if (auto uuid = uuid_atom(*element))
-      uuids.push_back(*uuid);
+    if (auto uuid = uuid_atom(*element)) uuids.push_back(*uuid);
   }
   return uuids;
 }
@@ -55,12 +52,10 @@ std::vector<std::string_view> uuid_column(const Row& row, std::string_view colum
 std::vector<int> vlan_column(const Row& row, std::string_view column) {
   std::vector<int> vlans;
   const json::value* value = row.if_contains(column);
-  if (value == nullptr)
-    return vlans;
+  if (value == nullptr) return vlans;
   for (const json::value* element : set_elements(*value)) {
     auto vlan = integer_atom(*element);
-    if (vlan && *vlan >= 0 && *vlan <= kMaxVlan)
-      vlans.push_back(static_cast<int>(*vlan));
+    if (vlan && *vlan >= 0 && *vlan <= kMaxVlan) vlans.push_back(static_cast<int>(*vlan));
   }
   std::sort(vlans.begin(), vlans.end());
   vlans.erase(std::unique(vlans.begin(), vlans.end()), vlans.end());
@@ -72,8 +67,7 @@ std::vector<std::string> split_ips(std::string_view joined) {
   while (!joined.empty()) {
     std::size_t comma = joined.find(',');
     ips.emplace_back(joined.substr(0, comma));
-    if (comma == std::string_view::npos)
-      break;
+    if (comma == std::string_view::npos) break;
     joined.remove_prefix(comma + 1);
   }
   return ips;
@@ -82,8 +76,7 @@ std::vector<std::string> split_ips(std::string_view joined) {
 int64_t parse_rate(std::string_view text) {
   int64_t rate = 0;
   auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), rate);
-  if (error != std::errc() || end != text.data() + text.size() || rate < 0)
-    return 0;
+  if (error != std::errc() || end != text.data() + text.size() || rate < 0) return 0;
   return rate;
 }
 
@@ -91,8 +84,7 @@ void read_interface(const Row& row, Interface& config) {
   config.ingress_policing_rate_kbps = integer_column(row, "ingress_policing_rate");
   config.ingress_policing_burst_kb = integer_column(row, "ingress_policing_burst");
   const json::value* ids = row.if_contains("external_ids");
-  if (ids == nullptr)
-    return;
+  if (ids == nullptr) return;
   for (auto& [key, value] : string_map(*ids)) {
     if (key == kAttachedMacKey)
       config.mac = value;
@@ -113,8 +105,7 @@ ObservedInterface observe_port(const std::string& port_uuid, const Row& port,
   Interface& config = seen.config;
   config.id = external_id(port, controller::kInterfaceKey).value_or("");
   config.device = text_column(port, "name");
-  if (auto tag = vlan_column(port, "tag"); !tag.empty())
-    config.vlan = tag.front();
+  if (auto tag = vlan_column(port, "tag"); !tag.empty()) config.vlan = tag.front();
   config.trunks = vlan_column(port, "trunks");
 
   if (auto uuids = uuid_column(port, "interfaces"); !uuids.empty()) {
@@ -156,8 +147,7 @@ std::size_t MonitorCache::row_count() const {
 
 Status MonitorCache::reset(const json::value& table_updates, Format format) {
   clear();
-  if (auto applied = apply(table_updates, format); !applied)
-    return applied.error();
+  if (auto applied = apply(table_updates, format); !applied) return applied.error();
   rebuild_all();
   return ok();
 }
@@ -169,8 +159,7 @@ Result<bool> MonitorCache::apply(const json::value& table_updates, Format format
   Touched touched;
   for (const auto& [name, row_updates] : *tables) {
     auto table = table_named(name);
-    if (!table)
-      continue;
+    if (!table) continue;
     if (auto status = apply_table(*table, row_updates, format, touched); !status)
       return status.error();
   }
@@ -191,8 +180,7 @@ Status MonitorCache::apply_table(Table table, const json::value& row_updates, Fo
     return Error::make(ErrorCode::kInternal, "malformed update: {} rows are not an object",
                        kTableNames[static_cast<std::size_t>(table)]);
   for (const auto& [uuid, row_update] : *rows) {
-    if (auto status = apply_row(table, uuid, row_update, format, touched); !status)
-      return status;
+    if (auto status = apply_row(table, uuid, row_update, format, touched); !status) return status;
   }
   return ok();
 }
@@ -230,8 +218,7 @@ Status MonitorCache::apply_row(Table table, const std::string& uuid, const json:
 }
 
 bool MonitorCache::belongs(Table table, const Row& row) const {
-  if (table == Table::kBridge)
-    return text_column(row, "name") == bridge_;
+  if (table == Table::kBridge) return text_column(row, "name") == bridge_;
   return external_id(row, controller::kOwnerKey) == owner_;
 }
 
@@ -251,27 +238,28 @@ void MonitorCache::modify_row(Table table, const std::string& uuid, const json::
                               Touched& touched) {
   RowsByUuid& rows = tables_[static_cast<std::size_t>(table)];
   auto found = rows.find(uuid);
-  if (found == rows.end())
-    return;
+  if (found == rows.end()) return;
   unlink(table, uuid, found->second, touched);
-  for (const auto& [column, change] : diff)
-    apply_diff(column_kind(table, column), found->second[column], change);
+  for (const auto& [column, change] : diff) {
+    if (table == Table::kBridge && column == "ports")
+      toggle_bridge_ports(change, touched);
+    else
+      apply_diff(column_kind(table, column), found->second[column], change);
+  }
   settle(table, found, touched);
 }
 
 void MonitorCache::erase_row(Table table, const std::string& uuid, Touched& touched) {
   RowsByUuid& rows = tables_[static_cast<std::size_t>(table)];
   auto found = rows.find(uuid);
-  if (found == rows.end())
-    return;
+  if (found == rows.end()) return;
   unlink(table, uuid, found->second, touched);
   drop(table, found, touched);
 }
 
 void MonitorCache::unlink(Table table, const std::string& uuid, const Row& row, Touched& touched) {
   touch(table, uuid, touched);
-  if (table == Table::kPort)
-    unindex_port(uuid, row);
+  if (table == Table::kPort) unindex_port(uuid, row);
 }
 
 void MonitorCache::settle(Table table, RowsByUuid::iterator row, Touched& touched) {
@@ -287,8 +275,10 @@ void MonitorCache::settle(Table table, RowsByUuid::iterator row, Touched& touche
 }
 
 void MonitorCache::drop(Table table, RowsByUuid::iterator row, Touched& touched) {
-  if (table == Table::kBridge && row->first == bridge_uuid_)
-    index_bridge({}, Row(), touched);
+  if (table == Table::kBridge && row->first == bridge_uuid_) {
+    Row no_ports{{"ports", empty_set()}};
+    index_bridge({}, no_ports, touched);
+  }
   tables_[static_cast<std::size_t>(table)].erase(row);
 }
 
@@ -297,15 +287,13 @@ void MonitorCache::touch(Table table, const std::string& uuid, Touched& touched)
   if (table == Table::kInterface || table == Table::kQos) {
     const auto& index = table == Table::kInterface ? port_by_interface_ : port_by_qos_;
     auto found = index.find(uuid);
-    if (found == index.end())
-      return;
+    if (found == index.end()) return;
     port = found->second;
   } else if (table != Table::kPort) {
     return;
   }
   const RowsByUuid& ports = tables_[static_cast<std::size_t>(Table::kPort)];
-  if (auto found = ports.find(port); found != ports.end())
-    touched.vms.insert(vm_of(found->second));
+  if (auto found = ports.find(port); found != ports.end()) touched.vms.insert(vm_of(found->second));
   touched.ports.insert(std::move(port));
 }
 
@@ -320,13 +308,11 @@ void MonitorCache::index_port(const std::string& uuid, const Row& row) {
 void MonitorCache::unindex_port(const std::string& uuid, const Row& row) {
   if (auto vm = ports_by_vm_.find(vm_of(row)); vm != ports_by_vm_.end()) {
     vm->second.erase(uuid);
-    if (vm->second.empty())
-      ports_by_vm_.erase(vm);
+    if (vm->second.empty()) ports_by_vm_.erase(vm);
   }
   auto forget = [&](auto& index, std::string_view key) {
     auto found = index.find(std::string(key));
-    if (found != index.end() && found->second == uuid)
-      index.erase(found);
+    if (found != index.end() && found->second == uuid) index.erase(found);
   };
   for (std::string_view interface : uuid_column(row, "interfaces"))
     forget(port_by_interface_, interface);
@@ -334,21 +320,35 @@ void MonitorCache::unindex_port(const std::string& uuid, const Row& row) {
     forget(port_by_qos_, qos);
 }
 
-void MonitorCache::index_bridge(const std::string& uuid, const Row& row, Touched& touched) {
+void MonitorCache::index_bridge(const std::string& uuid, Row& row, Touched& touched) {
+  bridge_uuid_ = uuid;
+  json::value* column = row.if_contains("ports");
+  if (column == nullptr) return;  // a modify without "ports": the set is already current
   std::unordered_set<std::string> ports;
-  for (std::string_view port : uuid_column(row, "ports"))
-    ports.emplace(port);
+  for (const json::value* element : set_elements(*column)) {
+    if (auto port = uuid_atom(*element)) ports.emplace(*port);
+  }
   // Ports that joined or left the bridge change the view of their VMs.
   for (const std::string& port : ports) {
-    if (!bridge_ports_.contains(port))
-      touch(Table::kPort, port, touched);
+    if (!bridge_ports_.contains(port)) touch(Table::kPort, port, touched);
   }
   for (const std::string& port : bridge_ports_) {
-    if (!ports.contains(port))
-      touch(Table::kPort, port, touched);
+    if (!ports.contains(port)) touch(Table::kPort, port, touched);
   }
-  bridge_uuid_ = uuid;
   bridge_ports_ = std::move(ports);
+  // The set lives in bridge_ports_ only: update2 diffs then cost the size of the diff, not of
+  // the bridge (a bridge holds thousands of ports).
+  row.erase("ports");
+}
+
+void MonitorCache::toggle_bridge_ports(const json::value& diff, Touched& touched) {
+  for (const json::value* element : set_elements(diff)) {
+    auto port = uuid_atom(*element);
+    if (!port) continue;
+    std::string key(*port);
+    if (!bridge_ports_.erase(key)) bridge_ports_.insert(key);
+    touch(Table::kPort, key, touched);
+  }
 }
 
 void MonitorCache::rebuild(const Touched& touched) {
@@ -404,8 +404,7 @@ Status MonitorCache::load_select(const json::value& result) {
       const json::object* columns = row.if_object();
       const json::value* uuid = columns ? columns->if_contains("_uuid") : nullptr;
       auto id = uuid ? uuid_atom(*uuid) : std::nullopt;
-      if (!id)
-        return Error::make(ErrorCode::kInternal, "malformed row in {}", kTableNames[i]);
+      if (!id) return Error::make(ErrorCode::kInternal, "malformed row in {}", kTableNames[i]);
       put_row(static_cast<Table>(i), std::string(*id), *columns, touched);
     }
   }

@@ -76,7 +76,8 @@ class MonitorCache {
   void touch(Table table, const std::string& uuid, Touched& touched) const;
   void index_port(const std::string& uuid, const Row& row);
   void unindex_port(const std::string& uuid, const Row& row);
-  void index_bridge(const std::string& uuid, const Row& row, Touched& touched);
+  void index_bridge(const std::string& uuid, Row& row, Touched& touched);
+  void toggle_bridge_ports(const json::value& diff, Touched& touched);
   void rebuild(const Touched& touched);
   void rebuild_vm(const std::string& vm_id);
   void rebuild_all();

@@ -54,8 +54,7 @@ struct Link {
   }
 
   tcp::socket& tcp_socket() {
-    if (auto* tls = std::get_if<TlsStream>(&stream))
-      return tls->next_layer();
+    if (auto* tls = std::get_if<TlsStream>(&stream)) return tls->next_layer();
     return std::get<tcp::socket>(stream);
   }
 
@@ -89,14 +88,11 @@ Result<std::unique_ptr<asio::ssl::context>> make_tls_context(const controller::T
                        error.message());
   };
   context->load_verify_file(files.ca_cert, error);
-  if (error)
-    return failed("ca_cert", files.ca_cert);
+  if (error) return failed("ca_cert", files.ca_cert);
   context->use_certificate_chain_file(files.certificate, error);
-  if (error)
-    return failed("certificate", files.certificate);
+  if (error) return failed("certificate", files.certificate);
   context->use_private_key_file(files.private_key, asio::ssl::context::pem, error);
-  if (error)
-    return failed("private_key", files.private_key);
+  if (error) return failed("private_key", files.private_key);
   context->set_verify_mode(asio::ssl::verify_peer | asio::ssl::verify_fail_if_no_peer_cert);
   return context;
 }
@@ -215,22 +211,19 @@ Error Connection::Impl::unavailable(std::string_view what) const {
 }
 
 void Connection::Impl::start() {
-  if (phase != Phase::kStopped)
-    return;
+  if (phase != Phase::kStopped) return;
   phase = Phase::kWaiting;
   failed_attempts = 0;
   backoff.reset();
   // Never report a failure from inside start(): the caller may not be ready for callbacks.
   asio::post(io, [self = shared_from_this()] {
-    if (self->phase == Phase::kWaiting)
-      self->connect();
+    if (self->phase == Phase::kWaiting) self->connect();
   });
 }
 
 void Connection::Impl::stop() {
   phase = Phase::kStopped;
-  if (link)
-    link->close();
+  if (link) link->close();
   link.reset();
   retry_timer.cancel();
   connect_timer.cancel();
@@ -285,8 +278,7 @@ void Connection::Impl::connect_stream(const std::shared_ptr<Link>& attempt) {
     std::get<UnixSocket>(attempt->stream)
         .async_connect(asio::local::stream_protocol::endpoint(endpoint->path),
                        [self, attempt, failed](boost::system::error_code error) {
-                         if (error)
-                           return failed("connect to", error);
+                         if (error) return failed("connect to", error);
                          self->on_transport_connected(attempt);
                        });
     return;
@@ -294,21 +286,18 @@ void Connection::Impl::connect_stream(const std::shared_ptr<Link>& attempt) {
   attempt->resolver.async_resolve(
       endpoint->host, endpoint->port,
       [self, attempt, failed](boost::system::error_code error, tcp::resolver::results_type found) {
-        if (error)
-          return failed("resolve", error);
+        if (error) return failed("resolve", error);
         asio::async_connect(
             attempt->tcp_socket(), found,
             [self, attempt, failed](boost::system::error_code connect_error, auto&&) {
-              if (connect_error)
-                return failed("connect to", connect_error);
+              if (connect_error) return failed("connect to", connect_error);
               self->on_transport_connected(attempt);
             });
       });
 }
 
 void Connection::Impl::on_transport_connected(const std::shared_ptr<Link>& attempt) {
-  if (link != attempt)
-    return;
+  if (link != attempt) return;
   auto* tls_stream = std::get_if<TlsStream>(&attempt->stream);
   if (tls_stream == nullptr) {
     if (std::holds_alternative<tcp::socket>(attempt->stream)) {
@@ -322,10 +311,8 @@ void Connection::Impl::on_transport_connected(const std::shared_ptr<Link>& attem
   tls_stream->async_handshake(
       asio::ssl::stream_base::client,
       [self = shared_from_this(), attempt, tls_stream](boost::system::error_code error) {
-        if (self->link != attempt)
-          return;
-        if (!error)
-          return self->open();
+        if (self->link != attempt) return;
+        if (!error) return self->open();
         std::string detail = error.message();
         long verify = SSL_get_verify_result(tls_stream->native_handle());
         if (verify != X509_V_OK)
@@ -352,14 +339,12 @@ void Connection::Impl::open() {
 void Connection::Impl::read() {
   auto on_read = [self = shared_from_this(), attempt = link](boost::system::error_code error,
                                                              std::size_t size) {
-    if (self->link != attempt)
-      return;
+    if (self->link != attempt) return;
     if (error)
       return self->drop(
           Error::make(ErrorCode::kUnavailable, "connection lost: {}", error.message()));
     self->on_bytes(size);
-    if (self->link == attempt)
-      self->read();
+    if (self->link == attempt) self->read();
   };
   std::visit(
       [&](auto& stream) { stream.async_read_some(asio::buffer(read_buffer), std::move(on_read)); },
@@ -374,14 +359,12 @@ void Connection::Impl::on_bytes(std::size_t size) {
     dispatch(value);
     return link == attempt;
   });
-  if (!status && link == attempt)
-    drop(status.error().wrap("protocol error"));
+  if (!status && link == attempt) drop(status.error().wrap("protocol error"));
 }
 
 void Connection::Impl::dispatch(json::value& value) {
   auto message = classify(value);
-  if (!message)
-    return drop(message.error().wrap("protocol error"));
+  if (!message) return drop(message.error().wrap("protocol error"));
   if (!heard_from_peer) {
     heard_from_peer = true;
     failed_attempts = 0;
@@ -398,8 +381,7 @@ void Connection::Impl::dispatch(json::value& value) {
 }
 
 void Connection::Impl::answer_request(const Message& message) {
-  if (message.method == "echo")
-    return send(serialize_reply(*message.id, *message.params));
+  if (message.method == "echo") return send(serialize_reply(*message.id, *message.params));
   log->debug("unknown request switch={} method={}", peer, message.method);
   json::object refusal{{"id", *message.id}, {"result", nullptr}, {"error", "unknown method"}};
   send(json::serialize(refusal));
@@ -433,8 +415,7 @@ void Connection::Impl::send(std::string text) {
     outgoing = std::move(text);
   else
     outgoing += text;
-  if (!write_in_progress)
-    flush();
+  if (!write_in_progress) flush();
 }
 
 void Connection::Impl::flush() {
@@ -444,15 +425,13 @@ void Connection::Impl::flush() {
   write_in_progress = true;
   auto on_written = [self = shared_from_this(), attempt = link](boost::system::error_code error,
                                                                 std::size_t) {
-    if (self->link != attempt)
-      return;
+    if (self->link != attempt) return;
     self->write_in_progress = false;
     self->writing.clear();
     if (error)
       return self->drop(
           Error::make(ErrorCode::kUnavailable, "connection lost: {}", error.message()));
-    if (!self->outgoing.empty())
-      self->flush();
+    if (!self->outgoing.empty()) self->flush();
   };
   std::visit(
       [&](auto& stream) {
@@ -462,13 +441,11 @@ void Connection::Impl::flush() {
 }
 
 void Connection::Impl::arm_probe() {
-  if (options.echo_interval.count() <= 0)
-    return;
+  if (options.echo_interval.count() <= 0) return;
   probe_timer.expires_after(options.echo_interval);
   probe_timer.async_wait(
       [self = shared_from_this(), attempt = link](boost::system::error_code error) {
-        if (!error && self->link == attempt && self->phase == Phase::kOpen)
-          self->on_probe();
+        if (!error && self->link == attempt && self->phase == Phase::kOpen) self->on_probe();
       });
 }
 
@@ -487,11 +464,9 @@ void Connection::Impl::on_probe() {
 }
 
 void Connection::Impl::drop(const Error& reason) {
-  if (phase == Phase::kStopped || phase == Phase::kWaiting)
-    return;
+  if (phase == Phase::kStopped || phase == Phase::kWaiting) return;
   bool was_open = phase == Phase::kOpen;
-  if (link)
-    link->close();
+  if (link) link->close();
   link.reset();
   phase = Phase::kWaiting;
   connect_timer.cancel();
@@ -518,8 +493,7 @@ void Connection::Impl::drop(const Error& reason) {
       Error::make(ErrorCode::kUnavailable, "switch {} connection lost: {}", peer, reason.message);
   for (auto& [id, done] : failed)
     done(lost);
-  if (phase == Phase::kWaiting)
-    schedule_retry();
+  if (phase == Phase::kWaiting) schedule_retry();
 }
 
 void Connection::Impl::schedule_retry() {
@@ -527,8 +501,7 @@ void Connection::Impl::schedule_retry() {
   log->debug("reconnect scheduled switch={} delay_ms={}", peer, delay.count());
   retry_timer.expires_after(delay);
   retry_timer.async_wait([self = shared_from_this()](boost::system::error_code error) {
-    if (!error && self->phase == Phase::kWaiting)
-      self->connect();
+    if (!error && self->phase == Phase::kWaiting) self->connect();
   });
 }
 

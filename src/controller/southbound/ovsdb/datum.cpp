@@ -8,11 +8,9 @@ namespace {
 // ["<tag>", <payload>] as used by "set", "map", "uuid" and "named-uuid".
 const json::value* tagged_payload(const json::value& datum, std::string_view tag) {
   const json::array* pair = datum.if_array();
-  if (pair == nullptr || pair->size() != 2)
-    return nullptr;
+  if (pair == nullptr || pair->size() != 2) return nullptr;
   const json::string* name = (*pair)[0].if_string();
-  if (name == nullptr || *name != tag)
-    return nullptr;
+  if (name == nullptr || *name != tag) return nullptr;
   return &(*pair)[1];
 }
 
@@ -26,8 +24,7 @@ json::value tagged(std::string_view tag, json::value payload) {
 }
 
 bool is_atom(const json::value& datum) {
-  if (datum.is_string() || datum.is_number() || datum.is_bool())
-    return true;
+  if (datum.is_string() || datum.is_number() || datum.is_bool()) return true;
   return tagged_payload(datum, "uuid") != nullptr || tagged_payload(datum, "named-uuid") != nullptr;
 }
 
@@ -36,21 +33,29 @@ std::vector<const json::array*> map_pairs(const json::value& datum) {
   std::vector<const json::array*> pairs;
   const json::value* payload = tagged_payload(datum, "map");
   const json::array* entries = payload ? payload->if_array() : nullptr;
-  if (entries == nullptr)
-    return pairs;
+  if (entries == nullptr) return pairs;
   pairs.reserve(entries->size());
   for (const json::value& entry : *entries) {
     const json::array* pair = entry.if_array();
-    if (pair != nullptr && pair->size() == 2)
-      pairs.push_back(pair);
+    if (pair != nullptr && pair->size() == 2) pairs.push_back(pair);
   }
   return pairs;
 }
 
 void apply_set_diff(json::value& column, const json::value& diff) {
-  json::array elements;
-  for (const json::value* element : set_elements(column))
-    elements.push_back(*element);
+  // Edits the stored ["set", [...]] in place when it has that form (the common case).
+  json::value* payload = nullptr;
+  if (json::array* pair = column.if_array();
+      pair && pair->size() == 2 && (*pair)[0] == "set" && (*pair)[1].is_array())
+    payload = &(*pair)[1];
+  if (payload == nullptr) {
+    json::array elements;
+    for (const json::value* element : set_elements(column))
+      elements.push_back(*element);
+    column = set_value(std::move(elements));
+    payload = &column.get_array()[1];
+  }
+  json::array& elements = payload->get_array();
   for (const json::value* toggled : set_elements(diff)) {
     auto found = std::find(elements.begin(), elements.end(), *toggled);
     if (found != elements.end())
@@ -58,7 +63,6 @@ void apply_set_diff(json::value& column, const json::value& diff) {
     else
       elements.push_back(*toggled);
   }
-  column = set_value(std::move(elements));
 }
 
 void apply_map_diff(json::value& column, const json::value& diff) {
@@ -96,23 +100,19 @@ std::vector<const json::value*> set_elements(const json::value& datum) {
 
 std::optional<std::string_view> uuid_atom(const json::value& atom) {
   const json::value* payload = tagged_payload(atom, "uuid");
-  if (payload == nullptr || !payload->is_string())
-    return std::nullopt;
+  if (payload == nullptr || !payload->is_string()) return std::nullopt;
   return std::string_view(payload->get_string());
 }
 
 std::optional<std::string_view> string_atom(const json::value& atom) {
-  if (const json::string* text = atom.if_string())
-    return std::string_view(*text);
+  if (const json::string* text = atom.if_string()) return std::string_view(*text);
   return std::nullopt;
 }
 
 std::optional<int64_t> integer_atom(const json::value& atom) {
-  if (const int64_t* value = atom.if_int64())
-    return *value;
+  if (const int64_t* value = atom.if_int64()) return *value;
   if (const uint64_t* value = atom.if_uint64()) {
-    if (*value <= static_cast<uint64_t>(INT64_MAX))
-      return static_cast<int64_t>(*value);
+    if (*value <= static_cast<uint64_t>(INT64_MAX)) return static_cast<int64_t>(*value);
   }
   return std::nullopt;
 }
@@ -122,16 +122,14 @@ std::map<std::string, std::string> string_map(const json::value& datum) {
   for (const json::array* pair : map_pairs(datum)) {
     auto key = string_atom((*pair)[0]);
     auto value = string_atom((*pair)[1]);
-    if (key && value)
-      entries.emplace(*key, *value);
+    if (key && value) entries.emplace(*key, *value);
   }
   return entries;
 }
 
 std::optional<std::string_view> map_lookup(const json::value& datum, std::string_view key) {
   for (const json::array* pair : map_pairs(datum)) {
-    if (string_atom((*pair)[0]) == key)
-      return string_atom((*pair)[1]);
+    if (string_atom((*pair)[0]) == key) return string_atom((*pair)[1]);
   }
   return std::nullopt;
 }

@@ -42,8 +42,7 @@ std::span<const Column> monitored_columns(Table table) {
 
 ColumnKind column_kind(Table table, std::string_view column) {
   for (const Column& known : monitored_columns(table)) {
-    if (known.name == column)
-      return known.kind;
+    if (known.name == column) return known.kind;
   }
   return kSingle;
 }

@@ -14,11 +14,9 @@ json::parse_options parse_options() {
 }
 
 std::optional<uint64_t> numeric(const json::value& id) {
-  if (const uint64_t* value = id.if_uint64())
-    return *value;
+  if (const uint64_t* value = id.if_uint64()) return *value;
   if (const int64_t* value = id.if_int64()) {
-    if (*value >= 0)
-      return static_cast<uint64_t>(*value);
+    if (*value >= 0) return static_cast<uint64_t>(*value);
   }
   return std::nullopt;
 }
@@ -29,11 +27,9 @@ Error not_a_message(std::string_view why) {
 
 Result<Message> classify_call(json::object& object, json::value& method) {
   const json::string* name = method.if_string();
-  if (name == nullptr)
-    return not_a_message("method is not a string");
+  if (name == nullptr) return not_a_message("method is not a string");
   json::value* params = object.if_contains("params");
-  if (params == nullptr || !params->is_array())
-    return not_a_message("params is not an array");
+  if (params == nullptr || !params->is_array()) return not_a_message("params is not an array");
   Message message;
   message.method = *name;
   message.params = params;
@@ -49,8 +45,7 @@ Result<Message> classify_call(json::object& object, json::value& method) {
 
 Result<Message> classify_reply(json::object& object) {
   const json::value* id = object.if_contains("id");
-  if (id == nullptr || id->is_null())
-    return not_a_message("reply without id");
+  if (id == nullptr || id->is_null()) return not_a_message("reply without id");
   Message message;
   message.kind = Message::Kind::kReply;
   message.id = id;
@@ -61,8 +56,7 @@ Result<Message> classify_reply(json::object& object) {
     return message;
   }
   json::value* result = object.if_contains("result");
-  if (result == nullptr)
-    return not_a_message("reply without result or error");
+  if (result == nullptr) return not_a_message("reply without result or error");
   message.result = result;
   return message;
 }
@@ -88,10 +82,8 @@ Error MessageReader::too_large() const {
 
 Result<Message> classify(json::value& value) {
   json::object* object = value.if_object();
-  if (object == nullptr)
-    return not_a_message("not an object");
-  if (json::value* method = object->if_contains("method"))
-    return classify_call(*object, *method);
+  if (object == nullptr) return not_a_message("not an object");
+  if (json::value* method = object->if_contains("method")) return classify_call(*object, *method);
   return classify_reply(*object);
 }
 

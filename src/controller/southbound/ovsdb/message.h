@@ -69,21 +69,17 @@ Status MessageReader::feed(std::string_view bytes, OnMessage&& on_message) {
     boost::system::error_code error;
     std::size_t used = parser_.write_some(bytes.data(), bytes.size(), error);
     current_bytes_ += used;
-    if (error)
-      return malformed(error);
-    if (current_bytes_ > max_message_bytes_)
-      return too_large();
+    if (error) return malformed(error);
+    if (current_bytes_ > max_message_bytes_) return too_large();
     bytes.remove_prefix(used);
     if (!parser_.done()) {
-      if (used == 0)
-        break;
+      if (used == 0) break;
       continue;
     }
     json::value message = parser_.release();
     parser_.reset();
     current_bytes_ = 0;
-    if (!on_message(std::move(message)))
-      break;
+    if (!on_message(std::move(message))) break;
   }
   return ok();
 }

@@ -20,8 +20,7 @@ const char* action(bool remove) {
 // The select reply's op errors, if any (a select fails only on a malformed request).
 Status check_select(const json::value& result) {
   const json::array* results = result.if_array();
-  if (results == nullptr)
-    return ok();
+  if (results == nullptr) return ok();
   for (const json::value& entry : *results) {
     const json::object* op = entry.if_object();
     if (op != nullptr && op->contains("error"))
@@ -67,14 +66,12 @@ void OvsdbSwitch::stop() {
   monitoring_ = false;
   cache_.clear();
   fail_all(Error::make(ErrorCode::kUnavailable, "switch {} stopped", spec_.id));
-  if (state_ == SwitchState::kDisconnected && last_error_ == "stopped")
-    return;
+  if (state_ == SwitchState::kDisconnected && last_error_ == "stopped") return;
   state_ = SwitchState::kDisconnected;
   last_error_ = "stopped";
   // The listener may call back into this object: never from inside stop().
   asio::post(io_, [this, alive = std::weak_ptr<int>(lifetime_)] {
-    if (!alive.expired())
-      notify();
+    if (!alive.expired()) notify();
   });
 }
 
@@ -98,8 +95,7 @@ void OvsdbSwitch::send_monitor(bool conditional) {
 }
 
 void OvsdbSwitch::on_monitor_reply(uint64_t session, bool conditional, Result<json::value> reply) {
-  if (session != session_ || !connection_->connected())
-    return;
+  if (session != session_ || !connection_->connected()) return;
   if (!reply) {
     // ovsdb-server answers "unknown method" when it predates monitor_cond.
     if (conditional && reply.error().message.find("unknown method") != std::string::npos) {
@@ -121,8 +117,7 @@ void OvsdbSwitch::on_monitor_reply(uint64_t session, bool conditional, Result<js
 }
 
 void OvsdbSwitch::on_notification(std::string_view method, json::value& params) {
-  if (!monitoring_ || (method != "update2" && method != "update"))
-    return;
+  if (!monitoring_ || (method != "update2" && method != "update")) return;
   json::array* update = params.if_array();
   if (update == nullptr || update->size() != 2)
     return connection_->fail(Error{ErrorCode::kInternal,
@@ -130,11 +125,9 @@ void OvsdbSwitch::on_notification(std::string_view method, json::value& params) 
   auto format = method == "update2" ? ovsdb::MonitorCache::Format::kUpdate2
                                     : ovsdb::MonitorCache::Format::kUpdate;
   auto changed = cache_.apply((*update)[1], format);
-  if (!changed)
-    return connection_->fail(changed.error().wrap("protocol error"));
+  if (!changed) return connection_->fail(changed.error().wrap("protocol error"));
   bool state_changed = update_readiness();
-  if (*changed || state_changed)
-    notify();
+  if (*changed || state_changed) notify();
 }
 
 void OvsdbSwitch::on_disconnected(const Error& reason) {
@@ -142,20 +135,17 @@ void OvsdbSwitch::on_disconnected(const Error& reason) {
   cache_.clear();
   fail_all(Error::make(ErrorCode::kUnavailable, "switch {} connection lost: {}", spec_.id,
                        reason.message));
-  if (set_state(SwitchState::kDisconnected, reason.message))
-    notify();
+  if (set_state(SwitchState::kDisconnected, reason.message)) notify();
 }
 
 bool OvsdbSwitch::update_readiness() {
-  if (cache_.bridge_found())
-    return set_state(SwitchState::kReady, "");
+  if (cache_.bridge_found()) return set_state(SwitchState::kReady, "");
   return set_state(SwitchState::kConnecting,
                    fmt::format("bridge {} not found on switch {}", spec_.bridge, spec_.id));
 }
 
 bool OvsdbSwitch::set_state(SwitchState state, std::string error) {
-  if (state == state_ && error == last_error_)
-    return false;
+  if (state == state_ && error == last_error_) return false;
   if (state != state_) {
     if (state == SwitchState::kReady)
       log_->info("ready switch={} owned_vms={}", spec_.id, cache_.owned().size());
@@ -168,8 +158,7 @@ bool OvsdbSwitch::set_state(SwitchState state, std::string error) {
 }
 
 void OvsdbSwitch::notify() {
-  if (listener_)
-    listener_();
+  if (listener_) listener_();
 }
 
 Error OvsdbSwitch::not_ready() const {
@@ -184,8 +173,7 @@ const OwnedRows* OvsdbSwitch::owned() const {
 }
 
 void OvsdbSwitch::install(const Vm& vm, StatusCallback done) {
-  if (state_ != SwitchState::kReady)
-    return complete(std::move(done), not_ready());
+  if (state_ != SwitchState::kReady) return complete(std::move(done), not_ready());
   Operation operation;
   operation.sequence = next_sequence_++;
   operation.vm = vm;
@@ -194,8 +182,7 @@ void OvsdbSwitch::install(const Vm& vm, StatusCallback done) {
 }
 
 void OvsdbSwitch::remove(const std::string& vm_id, StatusCallback done) {
-  if (state_ != SwitchState::kReady)
-    return complete(std::move(done), not_ready());
+  if (state_ != SwitchState::kReady) return complete(std::move(done), not_ready());
   Operation operation;
   operation.sequence = next_sequence_++;
   operation.remove = true;
@@ -208,8 +195,7 @@ void OvsdbSwitch::enqueue(Operation operation) {
   std::string vm_id = operation.vm.id;
   std::deque<Operation>& queue = queues_[vm_id];
   queue.push_back(std::move(operation));
-  if (queue.size() == 1)
-    run_next(vm_id);
+  if (queue.size() == 1) run_next(vm_id);
 }
 
 Result<ovsdb::PlannedTransaction> OvsdbSwitch::plan(const Operation& operation) const {
@@ -221,8 +207,7 @@ Result<ovsdb::PlannedTransaction> OvsdbSwitch::plan(const Operation& operation) 
 void OvsdbSwitch::run_next(const std::string& vm_id) {
   for (;;) {
     auto queue = queues_.find(vm_id);
-    if (queue == queues_.end())
-      return;
+    if (queue == queues_.end()) return;
     if (queue->second.empty()) {
       queues_.erase(queue);
       return;
@@ -249,8 +234,7 @@ void OvsdbSwitch::run_next(const std::string& vm_id) {
     connection_->call("transact", operation.plan.params,
                       [this, alive = std::weak_ptr<int>(lifetime_), vm_id,
                        sequence = operation.sequence](Result<json::value> reply) {
-                        if (!alive.expired())
-                          on_transact_reply(vm_id, sequence, std::move(reply));
+                        if (!alive.expired()) on_transact_reply(vm_id, sequence, std::move(reply));
                       });
     return;
   }
@@ -295,8 +279,7 @@ void OvsdbSwitch::on_transact_reply(const std::string& vm_id, uint64_t sequence,
 
 void OvsdbSwitch::finish_front(const std::string& vm_id, Status status) {
   auto queue = queues_.find(vm_id);
-  if (queue == queues_.end() || queue->second.empty())
-    return;
+  if (queue == queues_.end() || queue->second.empty()) return;
   StatusCallback done = std::move(queue->second.front().done);
   queue->second.pop_front();
   complete(std::move(done), std::move(status));
@@ -325,12 +308,10 @@ void OvsdbSwitch::read_owned(OwnedRowsCallback done) {
       "transact", params,
       [done = std::move(done), bridge = spec_.bridge, owner = owner_,
        id = spec_.id](Result<json::value> reply) {
-        if (!reply)
-          return done(reply.error());
+        if (!reply) return done(reply.error());
         ovsdb::MonitorCache rows(bridge, owner);
         Status status = check_select(*reply);
-        if (status)
-          status = rows.load_select(*reply);
+        if (status) status = rows.load_select(*reply);
         if (!status)
           return done(status.error().wrap(fmt::format("switch {}: read owned rows", id)));
         if (!rows.bridge_found())

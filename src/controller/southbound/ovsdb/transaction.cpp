@@ -27,15 +27,13 @@ json::value owner_condition(const std::string& owner) {
 }
 
 json::value table_condition(Table table, const std::string& bridge, const std::string& owner) {
-  if (table == Table::kBridge)
-    return json::array{json::array{"name", "==", bridge}};
+  if (table == Table::kBridge) return json::array{json::array{"name", "==", bridge}};
   return owner_condition(owner);
 }
 
 json::array column_names(Table table, bool with_uuid) {
   json::array names;
-  if (with_uuid)
-    names.emplace_back("_uuid");
+  if (with_uuid) names.emplace_back("_uuid");
   for (const Column& column : monitored_columns(table))
     names.emplace_back(column.name);
   return names;
@@ -58,8 +56,7 @@ std::vector<int> sorted_unique(std::vector<int> values) {
 std::string join_ips(const std::vector<std::string>& ips) {
   std::string joined;
   for (const std::string& ip : ips) {
-    if (!joined.empty())
-      joined += ',';
+    if (!joined.empty()) joined += ',';
     joined += ip;
   }
   return joined;
@@ -100,8 +97,7 @@ Status check_values(const Interface& interface) {
 }
 
 Status validate(const Vm& vm) {
-  if (vm.id.empty())
-    return Error{ErrorCode::kInvalidArgument, "vm id is empty"};
+  if (vm.id.empty()) return Error{ErrorCode::kInvalidArgument, "vm id is empty"};
   std::set<std::string_view> ids;
   std::set<std::string_view> devices;
   for (const Interface& interface : vm.interfaces) {
@@ -112,16 +108,14 @@ Status validate(const Vm& vm) {
       return Error::make(ErrorCode::kInvalidArgument,
                          "vm {}: interface {} (device {}) is configured twice", vm.id, interface.id,
                          interface.device);
-    if (auto status = check_values(interface); !status)
-      return status;
+    if (auto status = check_values(interface); !status) return status;
   }
   return ok();
 }
 
 Status check_other_vms(const Vm& vm, const controller::OwnedRows& owned) {
   for (const auto& [other_vm, rows] : owned) {
-    if (other_vm == vm.id)
-      continue;
+    if (other_vm == vm.id) continue;
     for (const ObservedInterface& row : rows) {
       for (const Interface& wanted : vm.interfaces) {
         if (row.config.device == wanted.device)
@@ -170,8 +164,7 @@ class Planner {
 };
 
 void Planner::add(json::object op, bool counted) {
-  if (counted)
-    plan_.counted_ops.push_back(plan_.params.size() - 1);
+  if (counted) plan_.counted_ops.push_back(plan_.params.size() - 1);
   plan_.params.emplace_back(std::move(op));
 }
 
@@ -200,10 +193,8 @@ std::map<std::string, std::string> Planner::interface_ids(const Interface& inter
     ids[key] = std::move(value);
   ids[std::string(kIfaceIdKey)] = interface.id;
   ids[std::string(kVmIdKey)] = vm_id_;
-  if (!interface.mac.empty())
-    ids[std::string(kAttachedMacKey)] = interface.mac;
-  if (!interface.ips.empty())
-    ids[std::string(kIpsKey)] = join_ips(interface.ips);
+  if (!interface.mac.empty()) ids[std::string(kAttachedMacKey)] = interface.mac;
+  if (!interface.ips.empty()) ids[std::string(kIpsKey)] = join_ips(interface.ips);
   return ids;
 }
 
@@ -227,10 +218,8 @@ void Planner::insert(const Interface& wanted) {
   json::object port{{"name", wanted.device},
                     {"interfaces", named_uuid_value(interface_name)},
                     {"external_ids", string_map_value(markers(wanted))}};
-  if (wanted.vlan)
-    port["tag"] = *wanted.vlan;
-  if (!wanted.trunks.empty())
-    port["trunks"] = int_set(wanted.trunks);
+  if (wanted.vlan) port["tag"] = *wanted.vlan;
+  if (!wanted.trunks.empty()) port["trunks"] = int_set(wanted.trunks);
   if (wanted.egress_max_rate_bps > 0) {
     std::string qos_name = next_name("qos");
     add_insert("QoS", qos_name, qos_row(wanted));
@@ -277,18 +266,15 @@ void Planner::update(const ObservedInterface& seen, const Interface& wanted) {
   std::size_t ops_before = plan_.params.size();
   json::object port = port_changes(seen, wanted);
   bool drop_qos = port.contains("qos") && !seen.qos_uuid.empty();
-  if (!port.empty())
-    add_update("Port", seen.port_uuid, std::move(port));
-  if (drop_qos)
-    add_delete("QoS", seen.qos_uuid);
+  if (!port.empty()) add_update("Port", seen.port_uuid, std::move(port));
+  if (drop_qos) add_delete("QoS", seen.qos_uuid);
   if (interface_differs(seen.config, wanted) && !seen.interface_uuid.empty()) {
     add_update("Interface", seen.interface_uuid,
                {{"ingress_policing_rate", wanted.ingress_policing_rate_kbps},
                 {"ingress_policing_burst", wanted.ingress_policing_burst_kb},
                 {"external_ids", string_map_value(interface_ids(wanted))}});
   }
-  if (plan_.params.size() != ops_before)
-    plan_.updated++;
+  if (plan_.params.size() != ops_before) plan_.updated++;
 }
 
 void Planner::remove(const ObservedInterface& seen) {
@@ -303,8 +289,7 @@ void Planner::remove(const ObservedInterface& seen) {
 }
 
 PlannedTransaction Planner::finish(std::string_view action) {
-  if (plan_.empty())
-    return std::move(plan_);
+  if (plan_.empty()) return std::move(plan_);
   json::array mutations;
   if (!old_ports_.empty())
     mutations.push_back(json::array{"ports", "delete", set_value(std::move(old_ports_))});
@@ -330,10 +315,8 @@ const std::vector<ObservedInterface>* rows_of(const controller::OwnedRows& owned
 Error reply_error(const json::object& failure) {
   auto text = [&](std::string_view key) -> std::string {
     const json::value* value = failure.if_contains(key);
-    if (value == nullptr)
-      return {};
-    if (const json::string* string = value->if_string())
-      return std::string(*string);
+    if (value == nullptr) return {};
+    if (const json::string* string = value->if_string()) return std::string(*string);
     return json::serialize(*value);
   };
   std::string error = text("error");
@@ -380,10 +363,8 @@ json::array select_owned_params(const std::string& bridge, const std::string& ow
 Result<PlannedTransaction> plan_install(const Vm& vm, const std::string& owner,
                                         const std::string& bridge_uuid,
                                         const controller::OwnedRows& owned) {
-  if (auto status = validate(vm); !status)
-    return status.error();
-  if (auto status = check_other_vms(vm, owned); !status)
-    return status.error();
+  if (auto status = validate(vm); !status) return status.error();
+  if (auto status = check_other_vms(vm, owned); !status) return status.error();
 
   Planner planner(vm.id, owner, bridge_uuid);
   const std::vector<ObservedInterface>* current = rows_of(owned, vm.id);
@@ -407,8 +388,7 @@ Result<PlannedTransaction> plan_install(const Vm& vm, const std::string& owner,
     }
   }
   for (std::size_t i = 0; i < kept.size(); ++i) {
-    if (!kept[i])
-      planner.remove((*current)[i]);
+    if (!kept[i]) planner.remove((*current)[i]);
   }
   return planner.finish("install");
 }
@@ -433,14 +413,12 @@ Result<Outcome> check_transact_reply(const PlannedTransaction& plan, const json:
   // An error object sits at the failing op, or one past the last op for a commit failure.
   for (const json::value& entry : *results) {
     const json::object* op = entry.if_object();
-    if (op != nullptr && op->contains("error"))
-      return reply_error(*op);
+    if (op != nullptr && op->contains("error")) return reply_error(*op);
   }
   for (std::size_t index : plan.counted_ops) {
     const json::object* op = (*results)[index].if_object();
     const json::value* count = op ? op->if_contains("count") : nullptr;
-    if (count == nullptr || integer_atom(*count) != 1)
-      return Outcome::kStale;
+    if (count == nullptr || integer_atom(*count) != 1) return Outcome::kStale;
   }
   return Outcome::kCommitted;
 }
