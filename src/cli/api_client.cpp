@@ -49,12 +49,10 @@ Result<http::Response> ApiClient::raw(const std::string& method, const std::stri
 Result<boost::json::value> ApiClient::call(const std::string& method, const std::string& target,
                                            const std::string& body) {
   auto response = client_->request(method, target, body);
-  if (!response)
-    return response.error();
+  if (!response) return response.error();
   boost::system::error_code ec;
   boost::json::value parsed;
-  if (!response->body.empty())
-    parsed = boost::json::parse(response->body, ec);
+  if (!response->body.empty()) parsed = boost::json::parse(response->body, ec);
   if (response->status >= 200 && response->status < 300) {
     if (ec)
       return Error::make(ErrorCode::kInternal, "daemon sent malformed JSON: {}", ec.message());

@@ -36,8 +36,7 @@ Result<std::string> read_input(const std::string& path) {
     return buffer.str();
   }
   std::ifstream in(path);
-  if (!in)
-    return Error::make(ErrorCode::kInvalidArgument, "cannot read {}", path);
+  if (!in) return Error::make(ErrorCode::kInvalidArgument, "cannot read {}", path);
   buffer << in.rdbuf();
   return buffer.str();
 }
@@ -59,14 +58,11 @@ int call_and_print(Shared& shared, const std::string& method, const std::string&
                    const std::string& body,
                    const std::function<void(const json::value&)>& show = nullptr) {
   auto client = ApiClient::connect(shared.client);
-  if (!client)
-    return fail(client.error().message);
+  if (!client) return fail(client.error().message);
   auto answer = (*client)->call(method, target, body);
-  if (!answer)
-    return fail(answer.error().message);
+  if (!answer) return fail(answer.error().message);
   if (shared.client.json || !show) {
-    if (!answer->is_null())
-      fmt::print("{}\n", json::serialize(*answer));
+    if (!answer->is_null()) fmt::print("{}\n", json::serialize(*answer));
   } else {
     show(*answer);
   }
@@ -74,15 +70,11 @@ int call_and_print(Shared& shared, const std::string& method, const std::string&
 }
 
 std::string text_of(const json::value& value, std::string_view key) {
-  if (!value.is_object())
-    return "";
+  if (!value.is_object()) return "";
   const json::value* found = value.as_object().if_contains(key);
-  if (!found || found->is_null())
-    return "-";
-  if (found->is_string())
-    return std::string(found->get_string());
-  if (found->is_double())
-    return fmt::format("{:.2f}", found->get_double());
+  if (!found || found->is_null()) return "-";
+  if (found->is_string()) return std::string(found->get_string());
+  if (found->is_double()) return fmt::format("{:.2f}", found->get_double());
   return json::serialize(*found);
 }
 
@@ -123,8 +115,7 @@ Result<json::object> parse_interface_spec(const std::string& spec) {
       try {
         size_t used = 0;
         int64_t parsed = std::stoll(value, &used);
-        if (used == value.size())
-          return parsed;
+        if (used == value.size()) return parsed;
       } catch (const std::exception&) {
       }
       return Error::make(ErrorCode::kInvalidArgument, "interface {}: '{}' is not a number", key,
@@ -141,8 +132,7 @@ Result<json::object> parse_interface_spec(const std::string& spec) {
       ips.emplace_back(value);
     } else if (numeric.count(key)) {
       auto parsed = number();
-      if (!parsed)
-        return parsed.error();
+      if (!parsed) return parsed.error();
       out[numeric.at(key)] = *parsed;
     } else if (key == "trunks") {
       json::array trunks;
@@ -151,8 +141,7 @@ Result<json::object> parse_interface_spec(const std::string& spec) {
       while (std::getline(list, item, ';')) {
         value = item;
         auto parsed = number();
-        if (!parsed)
-          return parsed.error();
+        if (!parsed) return parsed.error();
         trunks.emplace_back(*parsed);
       }
       out["trunks"] = std::move(trunks);
@@ -162,10 +151,8 @@ Result<json::object> parse_interface_spec(const std::string& spec) {
       return Error::make(ErrorCode::kInvalidArgument, "unknown interface key '{}'", key);
     }
   }
-  if (!ips.empty())
-    out["ips"] = std::move(ips);
-  if (!external.empty())
-    out["external_ids"] = std::move(external);
+  if (!ips.empty()) out["ips"] = std::move(ips);
+  if (!external.empty()) out["external_ids"] = std::move(external);
   return out;
 }
 
@@ -191,20 +178,13 @@ void add_run(CLI::App& controller, std::function<int()>& action) {
       }
       // Command-line values win over the file.
       auto given = [run](const char* name) { return run->count(name) > 0; };
-      if (given("--listen"))
-        config->listen_address = overrides->listen_address;
-      if (given("--port"))
-        config->port = overrides->port;
-      if (given("--database"))
-        config->database = overrides->database;
-      if (given("--token-file"))
-        config->token_file = overrides->token_file;
-      if (given("--port-file"))
-        config->port_file = overrides->port_file;
-      if (given("--owner"))
-        config->owner = overrides->owner;
-      if (given("--log-level"))
-        config->log_level = overrides->log_level;
+      if (given("--listen")) config->listen_address = overrides->listen_address;
+      if (given("--port")) config->port = overrides->port;
+      if (given("--database")) config->database = overrides->database;
+      if (given("--token-file")) config->token_file = overrides->token_file;
+      if (given("--port-file")) config->port_file = overrides->port_file;
+      if (given("--owner")) config->owner = overrides->owner;
+      if (given("--log-level")) config->log_level = overrides->log_level;
       return controller::run_controller(*config);
     };
   });
@@ -286,8 +266,7 @@ void add_inventory(CLI::App& controller, std::function<int()>& action, Shared& s
         std::string id = spec->id;
         if (!spec->file.empty()) {
           auto text = read_input(spec->file);
-          if (!text)
-            return fail(text.error().message);
+          if (!text) return fail(text.error().message);
           body = *text;
           boost::system::error_code ec;
           auto parsed = json::parse(body, ec);
@@ -296,13 +275,11 @@ void add_inventory(CLI::App& controller, std::function<int()>& action, Shared& s
           }
           id = text_of(parsed, "id");
         } else {
-          if (id.empty() || spec->host.empty())
-            return fail("vm add needs an id and --host");
+          if (id.empty() || spec->host.empty()) return fail("vm add needs an id and --host");
           json::array interfaces;
           for (const auto& text : spec->interfaces) {
             auto parsed = parse_interface_spec(text);
-            if (!parsed)
-              return fail(parsed.error().message);
+            if (!parsed) return fail(parsed.error().message);
             interfaces.push_back(std::move(*parsed));
           }
           body = json::serialize(json::object{{"id", id},
@@ -391,8 +368,7 @@ void add_config(CLI::App& controller, std::function<int()>& action, Shared& shar
   set->callback([&action, &shared, vm, spec] {
     action = [&shared, vm, spec] {
       auto parsed = parse_interface_spec(spec->second);
-      if (!parsed)
-        return fail(parsed.error().message);
+      if (!parsed) return fail(parsed.error().message);
       std::string id = text_of(*parsed, "id");
       return call_and_print(shared, "PUT",
                             "/v1/vms/" + percent_encode(*vm) + "/interfaces/" + percent_encode(id),
@@ -410,28 +386,22 @@ void add_import(CLI::App& controller, std::function<int()>& action, Shared& shar
   import->callback([&action, &shared, file] {
     action = [&shared, file] {
       auto text = read_input(*file);
-  if (!text)
-    return fail(text.error().message);
+  if (!text) return fail(text.error().message);
   boost::system::error_code ec;
   auto inventory = json::parse(*text, ec);
-  if (ec || !inventory.is_object())
-    return fail(fmt::format("{}: not a JSON object", *file));
+  if (ec || !inventory.is_object()) return fail(fmt::format("{}: not a JSON object", *file));
   auto client = ApiClient::connect(shared.client);
-  if (!client)
-    return fail(client.error().message);
+  if (!client) return fail(client.error().message);
   size_t count = 0;
   for (auto [key, path] :
        {std::pair{"switches", "/v1/switches/"}, {"hosts", "/v1/hosts/"}, {"vms", "/v1/vms/"}}) {
     auto* items = inventory.as_object().if_contains(key);
-    if (!items)
-      continue;
-    if (!items->is_array())
-      return fail(fmt::format("{}: '{}' must be an array", *file, key));
+    if (!items) continue;
+    if (!items->is_array()) return fail(fmt::format("{}: '{}' must be an array", *file, key));
     for (const auto& item : items->as_array()) {
       std::string id = text_of(item, "id");
       auto answer = (*client)->call("PUT", path + percent_encode(id), json::serialize(item));
-      if (!answer)
-        return fail(fmt::format("{} {}: {}", key, id, answer.error().message));
+      if (!answer) return fail(fmt::format("{} {}: {}", key, id, answer.error().message));
       count++;
     }
   }
@@ -459,8 +429,7 @@ void add_migrations(CLI::App& controller, std::function<int()>& action, Shared& 
   migrate->callback([&action, &shared, spec] {
     action = [&shared, spec] {
       json::object body{{"vm", spec->vm}, {"source_host", spec->from}, {"target_host", spec->to}};
-      if (!spec->phase.empty())
-        body["phase"] = spec->phase;
+      if (!spec->phase.empty()) body["phase"] = spec->phase;
       return call_and_print(
           shared, "POST",
           fmt::format("/v1/migrations?wait={}", static_cast<int64_t>(spec->wait * 1000)),
@@ -504,11 +473,9 @@ void add_verify(CLI::App& controller, std::function<int()>& action, Shared& shar
   verify->callback([&action, &shared] {
     action = [&shared] {
       auto client = ApiClient::connect(shared.client);
-      if (!client)
-        return fail(client.error().message);
+      if (!client) return fail(client.error().message);
       auto report = (*client)->call("GET", "/v1/verify");
-      if (!report)
-        return fail(report.error().message);
+      if (!report) return fail(report.error().message);
       const auto& object = report->as_object();
       bool clean = object.at("clean").as_bool();
       if (shared.client.json) {

@@ -28,17 +28,14 @@ struct ReplayTally {
 
 std::string field(const json::value& value, std::string_view key) {
   const json::value* found = value.is_object() ? value.as_object().if_contains(key) : nullptr;
-  if (!found || found->is_null())
-    return "";
-  if (found->is_string())
-    return std::string(found->get_string());
+  if (!found || found->is_null()) return "";
+  if (found->is_string()) return std::string(found->get_string());
   return json::serialize(*found);
 }
 
 std::string millis(const json::value& value, std::string_view key) {
   const json::value* found = value.is_object() ? value.as_object().if_contains(key) : nullptr;
-  if (!found || !found->is_number())
-    return "      -";
+  if (!found || !found->is_number()) return "      -";
   return fmt::format("{:7.2f}", found->to_number<double>());
 }
 
@@ -65,8 +62,7 @@ int replay(ClientOptions& options, const std::string& path, int wait_ms) {
   }
   std::vector<std::string> lines;
   for (std::string line; std::getline(in, line);) {
-    if (line.find_first_not_of(" \t\r") != std::string::npos)
-      lines.push_back(line);
+    if (line.find_first_not_of(" \t\r") != std::string::npos) lines.push_back(line);
   }
   auto client = ApiClient::connect(options);
   if (!client) {
@@ -96,8 +92,7 @@ int replay(ClientOptions& options, const std::string& path, int wait_ms) {
       continue;
     }
     std::string id = field(*answer, "id");
-    if (id.empty() || id == "0")
-      continue;
+    if (id.empty() || id == "0") continue;
     seen.insert(id);
     if (finished(*answer) && printed.insert(id).second) {
       tally.outcomes[field(*answer, "state")]++;
@@ -107,11 +102,9 @@ int replay(ClientOptions& options, const std::string& path, int wait_ms) {
 
   // Migrations the trace left unfinished (prepared, or still waiting on a switch).
   for (const auto& id : seen) {
-    if (printed.count(id))
-      continue;
+    if (printed.count(id)) continue;
     auto migration = (*client)->call("GET", "/v1/migrations/" + id);
-    if (!migration)
-      continue;
+    if (!migration) continue;
     tally.outcomes[field(*migration, "state")]++;
     print_line("[     end      ]", *migration);
   }

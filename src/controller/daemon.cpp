@@ -35,8 +35,7 @@ namespace {
 
 Status read_duration(const toml::table& table, const char* key, std::chrono::milliseconds& out) {
   if (auto value = table[key].value<int64_t>()) {
-    if (*value < 0)
-      return Error::make(ErrorCode::kInvalidArgument, "{} must not be negative", key);
+    if (*value < 0) return Error::make(ErrorCode::kInvalidArgument, "{} must not be negative", key);
     out = std::chrono::milliseconds(*value);
   }
   return ok();
@@ -53,8 +52,7 @@ Status load_config_file(const std::string& path, ControllerConfig& config) {
                        error.description(), error.source().begin.line);
   }
   const toml::table* table = root["controller"].as_table();
-  if (!table)
-    return ok();
+  if (!table) return ok();
   static const std::set<std::string> known = {"listen_address",
                                               "port",
                                               "database",
@@ -89,15 +87,13 @@ Status load_config_file(const std::string& path, ControllerConfig& config) {
                             {"retry_initial_ms", &config.retry_initial},
                             {"retry_max_ms", &config.retry_max},
                             {"ovsdb_echo_interval_ms", &config.ovsdb_echo_interval}}) {
-    if (auto status = read_duration(*table, key, *field); !status)
-      return status;
+    if (auto status = read_duration(*table, key, *field); !status) return status;
   }
   return ok();
 }
 
 std::string token_path(const ControllerConfig& config) {
-  if (!config.token_file.empty())
-    return config.token_file;
+  if (!config.token_file.empty()) return config.token_file;
   std::filesystem::path database(config.database);
   return (database.parent_path() / "controller.token").string();
 }
@@ -129,8 +125,7 @@ Result<std::string> load_or_create_token(const std::string& path) {
   std::string line = token + "\n";
   bool written = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
   ::close(fd);
-  if (!written)
-    return Error::make(ErrorCode::kIo, "cannot write token file {}", path);
+  if (!written) return Error::make(ErrorCode::kIo, "cannot write token file {}", path);
   return token;
 }
 
@@ -169,18 +164,15 @@ Status Controller::start() {
   // State first: nothing talks to a switch before the journal is readable.
   std::error_code ec;
   auto dir = std::filesystem::path(config_.database).parent_path();
-  if (!dir.empty())
-    std::filesystem::create_directories(dir, ec);
+  if (!dir.empty()) std::filesystem::create_directories(dir, ec);
   auto store = open_sqlite_store(config_.database);
-  if (!store)
-    return store.error();
+  if (!store) return store.error();
   store_ = std::move(*store);
   directory_ = std::make_unique<Directory>(*store_);
   if (auto status = directory_->load(); !status)
     return status.error().wrap("cannot load inventory");
   auto token = load_or_create_token(token_path(config_));
-  if (!token)
-    return token.error();
+  if (!token) return token.error();
 
   // Switches, engine, reconciler.
   OvsdbSwitchOptions ovsdb;
@@ -197,15 +189,13 @@ Status Controller::start() {
   nova_ = std::make_unique<NovaCorrelator>(
       [this](const std::string& vm) -> std::optional<KnownMigration> {
         auto latest = store_->latest_migration(vm);
-        if (!latest || !*latest)
-          return std::nullopt;
+        if (!latest || !*latest) return std::nullopt;
         return KnownMigration{(*latest)->source_host, (*latest)->target_host, !(*latest)->active()};
       });
   wire_listeners();
   for (const auto& [id, spec] : directory_->switches())
     pool_->ensure(spec);
-  if (auto status = engine_->resume(); !status)
-    return status;
+  if (auto status = engine_->resume(); !status) return status;
   reconciler_->start();
 
   // The API last, once everything it calls exists.
@@ -215,8 +205,7 @@ Status Controller::start() {
       ApiContext{*directory_, *pool_, *engine_, *reconciler_, *nova_, metrics_});
   api_->register_routes(*server_);
   auto port = server_->start();
-  if (!port)
-    return port.error();
+  if (!port) return port.error();
   if (!config_.port_file.empty()) {
     std::ofstream(config_.port_file) << *port << "\n";
   }
@@ -224,8 +213,7 @@ Status Controller::start() {
              config_.listen_address, *port, config_.database, directory_->switches().size(),
              directory_->hosts().size(), directory_->vms().size(), config_.owner);
   signals_.async_wait([this](boost::system::error_code ec2, int signal) {
-    if (!ec2)
-      log_->info("stopping signal={}", signal);
+    if (!ec2) log_->info("stopping signal={}", signal);
     shutdown();
   });
   return ok();
@@ -236,17 +224,14 @@ void Controller::wire_listeners() {
                                    "1 when the switch is connected and its view is current");
   pool_->set_listener([this, &connected](const std::string& id) {
     SwitchClient* client = pool_->find(id);
-    if (!client)
-      return;
+    if (!client) return;
     bool ready = client->state() == SwitchState::kReady;
     connected.set({{"switch", id}}, ready ? 1 : 0);
-    if (ready)
-      engine_->on_switch_ready(id);
+    if (ready) engine_->on_switch_ready(id);
     reconciler_->request();
   });
   directory_->set_listener([this](const std::string& kind, const std::string& id) {
-    if (kind != "switch")
-      return reconciler_->request();
+    if (kind != "switch") return reconciler_->request();
     if (const Switch* spec = directory_->find_switch(id)) {
       pool_->ensure(*spec);
     } else {
@@ -258,12 +243,9 @@ void Controller::wire_listeners() {
 
 void Controller::shutdown() {
   // Journaled migrations stay in the store and resume at the next start.
-  if (server_)
-    server_->stop();
-  if (reconciler_)
-    reconciler_->stop();
-  if (pool_)
-    pool_->stop_all();
+  if (server_) server_->stop();
+  if (reconciler_) reconciler_->stop();
+  if (pool_) pool_->stop_all();
   io_.stop();
 }
 

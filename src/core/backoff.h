@@ -16,8 +16,7 @@ class Backoff {
   // [delay/2, delay] so that many retries do not fire together.
   std::chrono::milliseconds next() {
     auto delay = initial_ * (int64_t{1} << std::min(attempts_, 20));
-    if (delay > max_)
-      delay = max_;
+    if (delay > max_) delay = max_;
     attempts_++;
     std::uniform_int_distribution<int64_t> spread(delay.count() / 2, delay.count());
     return std::chrono::milliseconds(spread(rng_));

@@ -32,10 +32,8 @@ std::vector<std::string> split_path(std::string_view path) {
   size_t start = 0;
   while (start <= path.size()) {
     size_t slash = path.find('/', start);
-    if (slash == std::string_view::npos)
-      slash = path.size();
-    if (slash > start)
-      out.emplace_back(path.substr(start, slash - start));
+    if (slash == std::string_view::npos) slash = path.size();
+    if (slash > start) out.emplace_back(path.substr(start, slash - start));
     start = slash + 1;
   }
   return out;
@@ -66,10 +64,8 @@ std::map<std::string, std::string> parse_query(std::string_view query) {
     size_t eq = pair.find('=');
     std::string key = percent_decode(pair.substr(0, eq));
     std::string value = eq == std::string_view::npos ? "" : percent_decode(pair.substr(eq + 1));
-    if (!key.empty())
-      out[key] = value;
-    if (amp == std::string_view::npos)
-      break;
+    if (!key.empty()) out[key] = value;
+    if (amp == std::string_view::npos) break;
     query.remove_prefix(amp + 1);
   }
   return out;
@@ -146,8 +142,7 @@ class Session : public std::enable_shared_from_this<Session> {
           Response{413, R"({"error":{"code":"invalid_argument","message":"body too large"}})"},
           false);
     }
-    if (ec)
-      return;  // closed or broken: nothing to answer
+    if (ec) return;  // closed or broken: nothing to answer
     auto& message = parser_->get();
     keep_alive_ = message.keep_alive();
     version_ = message.version();
@@ -165,8 +160,7 @@ class Session : public std::enable_shared_from_this<Session> {
     auto self = shared_from_this();
     auto answered = std::make_shared<bool>(false);
     server_->dispatch(request, authorization, [self, answered](Response response) {
-      if (*answered)
-        return;
+      if (*answered) return;
       *answered = true;
       asio::post(self->stream_.get_executor(), [self, response = std::move(response)]() mutable {
         self->write(std::move(response), self->keep_alive_);
@@ -205,8 +199,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
 void Server::Impl::accept() {
   acceptor.async_accept([self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
-    if (ec == asio::error::operation_aborted || !self->acceptor.is_open())
-      return;
+    if (ec == asio::error::operation_aborted || !self->acceptor.is_open()) return;
     if (!ec) {
       socket.set_option(tcp::no_delay(true), ec);
       std::make_shared<Session>(std::move(socket), self)->read();
@@ -226,8 +219,7 @@ void Server::Impl::dispatch(Request& request, const std::string& authorization, 
   auto segments = split_path(request.path);
   bool path_known = false;
   for (const Route& route : routes) {
-    if (route.segments.size() != segments.size())
-      continue;
+    if (route.segments.size() != segments.size()) continue;
     std::vector<std::string> params;
     bool match = true;
     for (size_t i = 0; i < segments.size() && match; ++i) {
@@ -238,11 +230,9 @@ void Server::Impl::dispatch(Request& request, const std::string& authorization, 
         match = want == segments[i];
       }
     }
-    if (!match)
-      continue;
+    if (!match) continue;
     path_known = true;
-    if (route.method != request.method)
-      continue;
+    if (route.method != request.method) continue;
     request.params = std::move(params);
     return route.handler(request, std::move(reply));
   }
@@ -294,8 +284,7 @@ Result<uint16_t> Server::start() {
 
 void Server::stop() {
   beast::error_code ignored;
-  if (impl_ && impl_->acceptor.is_open())
-    impl_->acceptor.close(ignored);
+  if (impl_ && impl_->acceptor.is_open()) impl_->acceptor.close(ignored);
 }
 
 struct Client::Impl {
@@ -326,24 +315,20 @@ struct Client::Impl {
   Result<Response> once(const std::string& method, const std::string& target,
                         const std::string& body) {
     if (!stream) {
-      if (auto connected = connect(); !connected)
-        return connected.error();
+      if (auto connected = connect(); !connected) return connected.error();
     }
     bhttp::request<bhttp::string_body> request(bhttp::string_to_verb(method), target, 11);
     request.set(bhttp::field::host, host);
     request.keep_alive(true);
-    if (!token.empty())
-      request.set(bhttp::field::authorization, "Bearer " + token);
-    if (!body.empty())
-      request.set(bhttp::field::content_type, "application/json");
+    if (!token.empty()) request.set(bhttp::field::authorization, "Bearer " + token);
+    if (!body.empty()) request.set(bhttp::field::content_type, "application/json");
     request.body() = body;
     request.prepare_payload();
     beast::error_code ec;
     bhttp::write(*stream, request, ec);
     bhttp::response_parser<bhttp::string_body> parser;
     parser.body_limit(64 * 1024 * 1024);
-    if (!ec)
-      bhttp::read(*stream, buffer, parser, ec);
+    if (!ec) bhttp::read(*stream, buffer, parser, ec);
     if (ec) {
       stream.reset();
       buffer.clear();
@@ -353,8 +338,7 @@ struct Client::Impl {
     auto& message = parser.get();
     Response response{static_cast<int>(message.result_int()), std::move(message.body()),
                       std::string(message[bhttp::field::content_type])};
-    if (!message.keep_alive())
-      stream.reset();
+    if (!message.keep_alive()) stream.reset();
     return response;
   }
 };
@@ -374,8 +358,7 @@ Result<Response> Client::request(const std::string& method, const std::string& t
   // fresh connection. Requests are idempotent or carry their own de-duplication.
   bool reused = impl_->stream.has_value();
   auto response = impl_->once(method, target, body);
-  if (!response && reused)
-    response = impl_->once(method, target, body);
+  if (!response && reused) response = impl_->once(method, target, body);
   return response;
 }
 

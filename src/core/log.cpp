@@ -12,8 +12,7 @@ constexpr const char* kPattern = "%Y-%m-%dT%H:%M:%S.%e %L %n %v";
 
 bool configure(const std::string& level) {
   auto parsed = spdlog::level::from_str(level);
-  if (parsed == spdlog::level::off && level != "off")
-    return false;
+  if (parsed == spdlog::level::off && level != "off") return false;
   spdlog::set_level(parsed);
   spdlog::set_pattern(kPattern);
   return true;
@@ -22,8 +21,7 @@ bool configure(const std::string& level) {
 std::shared_ptr<spdlog::logger> get(const std::string& component) {
   static std::mutex creating;
   std::lock_guard lock(creating);
-  if (auto existing = spdlog::get(component))
-    return existing;
+  if (auto existing = spdlog::get(component)) return existing;
   auto logger = spdlog::stderr_color_mt(component);
   logger->set_pattern(kPattern);
   logger->set_level(spdlog::get_level());

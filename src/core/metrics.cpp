@@ -10,8 +10,7 @@ namespace {
 std::string escape(const std::string& value) {
   std::string out;
   for (char c : value) {
-    if (c == '\\' || c == '"')
-      out += '\\';
+    if (c == '\\' || c == '"') out += '\\';
     if (c == '\n') {
       out += "\\n";
       continue;
@@ -22,17 +21,14 @@ std::string escape(const std::string& value) {
 }
 
 std::string label_text(const Labels& labels, const std::string& extra = {}) {
-  if (labels.empty() && extra.empty())
-    return {};
+  if (labels.empty() && extra.empty()) return {};
   std::string out = "{";
   for (const auto& [key, value] : labels) {
-    if (out.size() > 1)
-      out += ',';
+    if (out.size() > 1) out += ',';
     out += fmt::format("{}=\"{}\"", key, escape(value));
   }
   if (!extra.empty()) {
-    if (out.size() > 1)
-      out += ',';
+    if (out.size() > 1) out += ',';
     out += extra;
   }
   return out + "}";
@@ -57,8 +53,7 @@ Family& Registry::histogram(const std::string& name, const std::string& help,
 Family& Registry::declare(const std::string& name, const std::string& help, const char* type,
                           std::vector<double> bounds) {
   auto& slot = families_[name];
-  if (!slot)
-    slot = std::make_unique<Family>(name, help, type, std::move(bounds));
+  if (!slot) slot = std::make_unique<Family>(name, help, type, std::move(bounds));
   return *slot;
 }
 
@@ -77,8 +72,7 @@ Family::Family(std::string name, std::string help, std::string type, std::vector
 
 Family::Series& Family::series(const Labels& labels) {
   auto [it, inserted] = series_.try_emplace(labels);
-  if (inserted)
-    it->second.buckets.assign(bounds_.size(), 0);
+  if (inserted) it->second.buckets.assign(bounds_.size(), 0);
   return it->second;
 }
 

@@ -106,18 +106,15 @@ Statement& Statement::bind(int index, const std::optional<int64_t>& value) {
 
 Result<bool> Statement::step() {
   int rc = sqlite3_step(handle_);
-  if (rc == SQLITE_ROW)
-    return true;
-  if (rc == SQLITE_DONE)
-    return false;
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
   return db_error(db_, "step");
 }
 
 Status Statement::run() {
   auto stepped = step();
   reset();
-  if (!stepped)
-    return stepped.error();
+  if (!stepped) return stepped.error();
   return ok();
 }
 
@@ -147,8 +144,7 @@ Transaction::Transaction(Database& db) : db_(db), begun_(db.exec("BEGIN IMMEDIAT
 }
 
 Transaction::~Transaction() {
-  if (open_)
-    (void)db_.exec("ROLLBACK");
+  if (open_) (void)db_.exec("ROLLBACK");
 }
 
 Status Transaction::commit() {

@@ -89,8 +89,7 @@ void EngineHarness::build() {
   engine_ = std::make_unique<Engine>(*io_, *store_, *directory_, *pool_, locks_, clock_, metrics_,
                                      options);
   pool_->set_listener([this](const std::string& id) {
-    if (fakes_.at(id)->state() == SwitchState::kReady)
-      engine_->on_switch_ready(id);
+    if (fakes_.at(id)->state() == SwitchState::kReady) engine_->on_switch_ready(id);
   });
 }
 
@@ -125,11 +124,9 @@ void EngineHarness::drain() {
 Result<Decision> EngineHarness::migrate(const std::string& vm, const std::string& from,
                                         const std::string& to, Phase phase) {
   auto decision = engine_->submit(MigrationRequest{vm, from, to, phase, "test", 0});
-  if (!decision)
-    return decision;
+  if (!decision) return decision;
   int64_t id = decision->migration.id;
-  if (id == 0)
-    return decision;
+  if (id == 0) return decision;
   bool settled = false;
   engine_->when_settled(id, std::chrono::seconds(5), [&](Result<Migration>) { settled = true; });
   run_until([&] { return settled; });

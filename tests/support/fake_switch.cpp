@@ -6,15 +6,13 @@ namespace steward::controller::testing {
 
 void FakeSwitch::complete(std::function<void()> apply, StatusCallback done) {
   auto finish = [this, apply = std::move(apply), done = std::move(done)]() mutable {
-    if (down_)
-      return done(Error{ErrorCode::kUnavailable, "fake switch down"});
+    if (down_) return done(Error{ErrorCode::kUnavailable, "fake switch down"});
     if (fail_calls_ > 0) {
       fail_calls_--;
       return done(fail_error_);
     }
     apply();
-    if (listener_)
-      listener_();
+    if (listener_) listener_();
     done(ok());
   };
   if (stalled_) {
@@ -49,22 +47,19 @@ void FakeSwitch::remove(const std::string& vm_id, StatusCallback done) {
 
 void FakeSwitch::read_owned(OwnedRowsCallback done) {
   boost::asio::post(*io_, [this, done = std::move(done)] {
-    if (down_)
-      return done(Error{ErrorCode::kUnavailable, "fake switch down"});
+    if (down_) return done(Error{ErrorCode::kUnavailable, "fake switch down"});
     done(rows_);
   });
 }
 
 void FakeSwitch::set_down(bool down) {
   down_ = down;
-  if (listener_)
-    boost::asio::post(*io_, listener_);
+  if (listener_) boost::asio::post(*io_, listener_);
 }
 
 void FakeSwitch::stall(bool stalled) {
   stalled_ = stalled;
-  if (stalled)
-    return;
+  if (stalled) return;
   while (!held_.empty()) {
     boost::asio::post(*io_, std::move(held_.front()));
     held_.pop_front();

@@ -95,8 +95,7 @@ Engine::~Engine() = default;
 
 Status Engine::resume() {
   auto active = store_.load_active_migrations();
-  if (!active)
-    return active.error().wrap("cannot read the migration journal");
+  if (!active) return active.error().wrap("cannot read the migration journal");
   for (Migration& record : *active) {
     std::string vm = record.vm;
     if (!directory_.find_vm(vm)) {
@@ -126,8 +125,7 @@ const Migration* Engine::active(const std::string& vm) const {
 
 Result<std::optional<Migration>> Engine::find(int64_t id) const {
   for (const auto& [vm, flight] : flights_) {
-    if (flight->record.id == id)
-      return std::optional<Migration>(flight->record);
+    if (flight->record.id == id) return std::optional<Migration>(flight->record);
   }
   return store_.find_migration(id);
 }
@@ -138,14 +136,11 @@ Result<Decision> Engine::submit(const MigrationRequest& request) {
                        "a migration needs vm, source_host and target_host");
   }
   const Vm* vm = directory_.find_vm(request.vm);
-  if (!vm)
-    return Error::make(ErrorCode::kNotFound, "unknown vm '{}'", request.vm);
+  if (!vm) return Error::make(ErrorCode::kNotFound, "unknown vm '{}'", request.vm);
   auto source_switch = directory_.switch_of_host(request.source_host);
-  if (!source_switch)
-    return source_switch.error().wrap(fmt::format("vm {}", request.vm));
+  if (!source_switch) return source_switch.error().wrap(fmt::format("vm {}", request.vm));
   auto target_switch = directory_.switch_of_host(request.target_host);
-  if (!target_switch)
-    return target_switch.error().wrap(fmt::format("vm {}", request.vm));
+  if (!target_switch) return target_switch.error().wrap(fmt::format("vm {}", request.vm));
   Phase wanted = request.phase == Phase::kFull ? Phase::kComplete : request.phase;
 
   auto decided = [&](Decision decision) {
@@ -171,13 +166,11 @@ Result<Decision> Engine::submit(const MigrationRequest& request) {
     const Migration& record = flight->record;
     if (record.source_host == request.source_host && record.target_host == request.target_host) {
       auto decision = apply_to_active(*flight, wanted, request);
-      if (!decision)
-        return decision;
+      if (!decision) return decision;
       return decided(std::move(*decision));
     }
     auto finished = store_.latest_migration(request.vm, request.source_host, request.target_host);
-    if (!finished)
-      return finished.error();
+    if (!finished) return finished.error();
     if (*finished && is_terminal((*finished)->state)) {
       return decided({Decision::Outcome::kStale, **finished,
                       fmt::format("migration {} ({} -> {}) is active", record.id,
@@ -192,8 +185,7 @@ Result<Decision> Engine::submit(const MigrationRequest& request) {
 
   // No active migration: a message for a finished one changes nothing.
   auto latest = store_.latest_migration(request.vm, request.source_host, request.target_host);
-  if (!latest)
-    return latest.error();
+  if (!latest) return latest.error();
   if (vm->host != request.source_host) {
     if (*latest) {
       return decided(
@@ -213,8 +205,7 @@ Result<Decision> Engine::submit(const MigrationRequest& request) {
     return decided({Decision::Outcome::kDuplicate, **latest, "already rolled back"});
   }
   auto decision = start_new(*vm, wanted, request, (*source_switch)->id, (*target_switch)->id);
-  if (!decision)
-    return decision;
+  if (!decision) return decision;
   return decided(std::move(*decision));
 }
 
@@ -237,8 +228,7 @@ Result<Decision> Engine::apply_to_active(Flight& flight, Phase wanted,
   }
   Migration before = record;
   record.wanted = wanted;
-  if (wanted == Phase::kComplete)
-    record.complete_requested_us = clock_.wall_us();
+  if (wanted == Phase::kComplete) record.complete_requested_us = clock_.wall_us();
   if (auto status = store_.update_migration(record); !status) {
     record = before;
     return status.error().wrap("cannot journal the migration");
@@ -248,8 +238,7 @@ Result<Decision> Engine::apply_to_active(Flight& flight, Phase wanted,
     flight.retry.cancel();
     flight.waiting = false;
   }
-  if (!flight.running && !flight.waiting)
-    asio::post(io_, [this, vm = record.vm] { advance(vm); });
+  if (!flight.running && !flight.waiting) asio::post(io_, [this, vm = record.vm] { advance(vm); });
   return Decision{Decision::Outcome::kAdvanced, record, fmt::format("now {}", to_string(wanted))};
 }
 
@@ -268,8 +257,7 @@ Result<Decision> Engine::start_new(const Vm& vm, Phase wanted, const MigrationRe
   record.origin = request.origin;
   record.created_us = clock_.wall_us();
   record.last_issued_us = request.issued_us;
-  if (wanted == Phase::kComplete)
-    record.complete_requested_us = record.created_us;
+  if (wanted == Phase::kComplete) record.complete_requested_us = record.created_us;
   // Journal first: the step below runs only once the record is durable.
   if (auto status = store_.insert_migration(record); !status) {
     return status.error().wrap("cannot journal the migration");
@@ -285,8 +273,7 @@ Result<Decision> Engine::start_new(const Vm& vm, Phase wanted, const MigrationRe
 
 Result<Decision> Engine::place(const std::string& vm_id, const std::string& host) {
   const Vm* vm = directory_.find_vm(vm_id);
-  if (!vm)
-    return Error::make(ErrorCode::kNotFound, "unknown vm '{}'", vm_id);
+  if (!vm) return Error::make(ErrorCode::kNotFound, "unknown vm '{}'", vm_id);
   if (!directory_.find_host(host))
     return Error::make(ErrorCode::kNotFound, "unknown host '{}'", host);
   MigrationRequest request{vm_id, vm->host, host, Phase::kFull, "placement", 0};
@@ -301,25 +288,21 @@ Result<Decision> Engine::place(const std::string& vm_id, const std::string& host
 
 void Engine::advance(const std::string& vm) {
   Flight* flight = flight_of(vm);
-  if (!flight || flight->running || flight->waiting)
-    return;
+  if (!flight || flight->running || flight->waiting) return;
   Migration& record = flight->record;
   switch (record.state) {
     case MigrationState::kPreparing:
       if (record.wanted == Phase::kRollback) {
         record.state = MigrationState::kRollingBack;
-        if (persist(*flight))
-          advance(vm);
+        if (persist(*flight)) advance(vm);
         return;
       }
       return run_step(*flight, Step::kInstallTarget);
     case MigrationState::kPrepared:
-      if (record.wanted == Phase::kComplete)
-        return switch_over(*flight);
+      if (record.wanted == Phase::kComplete) return switch_over(*flight);
       if (record.wanted == Phase::kRollback) {
         record.state = MigrationState::kRollingBack;
-        if (persist(*flight))
-          advance(vm);
+        if (persist(*flight)) advance(vm);
         return;
       }
       return notify_if_settled(*flight);
@@ -342,8 +325,7 @@ void Engine::switch_over(Flight& flight) {
   if (!vm) {
     record.state = MigrationState::kFailed;
     record.last_error = "vm removed from the inventory during its migration";
-    if (persist(flight))
-      finish(record.vm);
+    if (persist(flight)) finish(record.vm);
     return;
   }
   Vm moved = *vm;
@@ -364,8 +346,7 @@ void Engine::run_step(Flight& flight, Step step) {
   std::string vm = flight.record.vm;
   locks_.lock(vm, [this, vm, step] {
     Flight* locked = flight_of(vm);
-    if (!locked)
-      return locks_.unlock(vm);
+    if (!locked) return locks_.unlock(vm);
     const Migration& record = locked->record;
     const std::string& switch_id =
         step == Step::kRemoveSource ? record.source_switch : record.target_switch;
@@ -395,16 +376,14 @@ void Engine::run_step(Flight& flight, Step step) {
 void Engine::on_step_done(const std::string& vm, Step step, Status status) {
   locks_.unlock(vm);
   Flight* flight = flight_of(vm);
-  if (!flight)
-    return;
+  if (!flight) return;
   flight->running = false;
   Migration& record = flight->record;
   double took =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - flight->step_started)
           .count();
   step_seconds_.observe({{"step", step_name(static_cast<int>(step))}}, took);
-  if (!status)
-    return step_failed(*flight, step, status.error());
+  if (!status) return step_failed(*flight, step, status.error());
 
   int64_t now = clock_.wall_us();
   record.attempts = 0;
@@ -428,8 +407,7 @@ void Engine::on_step_done(const std::string& vm, Step step, Status status) {
   }
   log_->debug("migration={} vm={} step={} result=ok seconds={:.6f}", record.id, vm,
               step_name(static_cast<int>(step)), took);
-  if (!persist(*flight))
-    return;
+  if (!persist(*flight)) return;
   advance(vm);
 }
 
@@ -445,16 +423,14 @@ void Engine::step_failed(Flight& flight, Step step, const Error& error) {
     record.finished_us = clock_.wall_us();
     log_->error("migration={} vm={} step={} result=failed error=\"{}\"", record.id, record.vm,
                 step_name(static_cast<int>(step)), error.message);
-    if (persist(flight))
-      advance(record.vm);
+    if (persist(flight)) advance(record.vm);
     return;
   }
   if (step == Step::kInstallTarget && record.wanted == Phase::kRollback) {
     // Rolled back while the install was failing: the transaction left nothing behind, but
     // removing from the target is what makes that certain.
     record.state = MigrationState::kRollingBack;
-    if (persist(flight))
-      advance(record.vm);
+    if (persist(flight)) advance(record.vm);
     return;
   }
   retries_.inc({{"step", step_name(static_cast<int>(step))}});
@@ -471,10 +447,8 @@ void Engine::retry_later(Flight& flight) {
   flight.retry.expires_after(flight.backoff.next());
   flight.retry.async_wait([this, vm = flight.record.vm](boost::system::error_code ec) {
     Flight* waiting = flight_of(vm);
-    if (!waiting)
-      return;
-    if (ec == asio::error::operation_aborted && waiting->waiting)
-      return;  // re-armed
+    if (!waiting) return;
+    if (ec == asio::error::operation_aborted && waiting->waiting) return;  // re-armed
     waiting->waiting = false;
     advance(vm);
   });
@@ -482,13 +456,11 @@ void Engine::retry_later(Flight& flight) {
 
 void Engine::on_switch_ready(const std::string& switch_id) {
   for (auto& [vm, flight] : flights_) {
-    if (!flight->waiting)
-      continue;
+    if (!flight->waiting) continue;
     const Migration& record = flight->record;
     const std::string& wanted_switch =
         flight->waiting_step == Step::kRemoveSource ? record.source_switch : record.target_switch;
-    if (wanted_switch != switch_id)
-      continue;
+    if (wanted_switch != switch_id) continue;
     flight->waiting = false;
     flight->retry.cancel();
     asio::post(io_, [this, vm = vm] { advance(vm); });
@@ -507,31 +479,27 @@ bool Engine::persist(Flight& flight) {
 }
 
 bool Engine::settled(const Flight& flight) const {
-  if (flight.running || flight.waiting)
-    return false;
+  if (flight.running || flight.waiting) return false;
   const Migration& record = flight.record;
   return is_terminal(record.state) ||
          (record.state == MigrationState::kPrepared && record.wanted == Phase::kPrepare);
 }
 
 void Engine::notify_if_settled(Flight& flight) {
-  if (!settled(flight))
-    return;
+  if (!settled(flight)) return;
   auto waiters = std::move(flight.waiters);
   flight.waiters.clear();
   for (auto& waiter : waiters) {
     waiter->deadline->cancel();
     asio::post(io_, [waiter, record = flight.record] {
-      if (waiter->done)
-        std::exchange(waiter->done, nullptr)(record);
+      if (waiter->done) std::exchange(waiter->done, nullptr)(record);
     });
   }
 }
 
 void Engine::finish(const std::string& vm) {
   Flight* flight = flight_of(vm);
-  if (!flight)
-    return;
+  if (!flight) return;
   const Migration& record = flight->record;
   outcomes_.inc({{"outcome", to_string(record.state)}});
   log_->info("migration={} vm={} finished state={} source={} target={}{}", record.id, vm,
@@ -540,21 +508,18 @@ void Engine::finish(const std::string& vm) {
   notify_if_settled(*flight);
   flights_.erase(vm);
   in_flight_.set({}, static_cast<double>(flights_.size()));
-  if (finished_listener_)
-    finished_listener_(vm);
+  if (finished_listener_) finished_listener_(vm);
 }
 
 void Engine::when_settled(int64_t id, std::chrono::milliseconds timeout,
                           std::function<void(Result<Migration>)> done) {
   for (auto& [vm, flight] : flights_) {
-    if (flight->record.id != id || settled(*flight))
-      continue;
+    if (flight->record.id != id || settled(*flight)) continue;
     auto waiter = std::make_shared<Waiter>();
     waiter->done = std::move(done);
     waiter->deadline = std::make_unique<asio::steady_timer>(io_, timeout);
     waiter->deadline->async_wait([this, waiter, vm = vm](boost::system::error_code ec) {
-      if (ec || !waiter->done)
-        return;
+      if (ec || !waiter->done) return;
       const Migration* record = active(vm);
       auto result = record ? Result<Migration>(*record)
                            : Result<Migration>(Error{ErrorCode::kNotFound, "migration gone"});
@@ -565,10 +530,8 @@ void Engine::when_settled(int64_t id, std::chrono::milliseconds timeout,
   }
   auto found = find(id);
   asio::post(io_, [done = std::move(done), found = std::move(found), id]() {
-    if (!found)
-      return done(found.error());
-    if (!*found)
-      return done(Error::make(ErrorCode::kNotFound, "no migration {}", id));
+    if (!found) return done(found.error());
+    if (!*found) return done(Error::make(ErrorCode::kNotFound, "no migration {}", id));
     done(**found);
   });
 }

@@ -18,16 +18,14 @@ class VmLocks {
   // Runs `then` with the lock held: now if it is free, else once the holder releases it.
   void lock(const std::string& vm, std::function<void()> then) {
     auto [it, inserted] = held_.try_emplace(vm);
-    if (inserted)
-      return then();
+    if (inserted) return then();
     it->second.push_back(std::move(then));
   }
 
   // Releases the lock, handing it to the first waiter if any.
   void unlock(const std::string& vm) {
     auto it = held_.find(vm);
-    if (it == held_.end())
-      return;
+    if (it == held_.end()) return;
     if (it->second.empty()) {
       held_.erase(it);
       return;

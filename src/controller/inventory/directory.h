@@ -53,8 +53,7 @@ class Directory {
 
  private:
   void changed(const char* kind, const std::string& id) {
-    if (listener_)
-      listener_(kind, id);
+    if (listener_) listener_(kind, id);
   }
 
   Store& store_;

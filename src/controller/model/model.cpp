@@ -19,14 +19,10 @@ const char* to_string(Phase phase) {
 }
 
 std::optional<Phase> parse_phase(const std::string& text) {
-  if (text == "prepare")
-    return Phase::kPrepare;
-  if (text == "complete")
-    return Phase::kComplete;
-  if (text == "rollback")
-    return Phase::kRollback;
-  if (text == "full" || text.empty())
-    return Phase::kFull;
+  if (text == "prepare") return Phase::kPrepare;
+  if (text == "complete") return Phase::kComplete;
+  if (text == "rollback") return Phase::kRollback;
+  if (text == "full" || text.empty()) return Phase::kFull;
   return std::nullopt;
 }
 
@@ -44,16 +40,14 @@ constexpr std::pair<MigrationState, const char*> kStateNames[] = {
 
 const char* to_string(MigrationState state) {
   for (const auto& [value, name] : kStateNames) {
-    if (value == state)
-      return name;
+    if (value == state) return name;
   }
   return "unknown";
 }
 
 std::optional<MigrationState> parse_migration_state(const std::string& text) {
   for (const auto& [value, name] : kStateNames) {
-    if (text == name)
-      return value;
+    if (text == name) return value;
   }
   return std::nullopt;
 }

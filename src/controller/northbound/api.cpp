@@ -37,8 +37,7 @@ Response bad_request(std::string message) {
 // `?wait=<ms>`: 0 when absent.
 Result<std::chrono::milliseconds> wait_of(const Request& request) {
   auto found = request.query.find("wait");
-  if (found == request.query.end())
-    return std::chrono::milliseconds(0);
+  if (found == request.query.end()) return std::chrono::milliseconds(0);
   int64_t ms = 0;
   const std::string& text = found->second;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), ms);
@@ -49,14 +48,12 @@ Result<std::chrono::milliseconds> wait_of(const Request& request) {
 }
 
 json::value us_since(int64_t from_us, int64_t to_us) {
-  if (from_us == 0 || to_us == 0)
-    return nullptr;
+  if (from_us == 0 || to_us == 0) return nullptr;
   return static_cast<double>(to_us - from_us) / 1000.0;
 }
 
 json::value time_or_null(int64_t us) {
-  if (us == 0)
-    return nullptr;
+  if (us == 0) return nullptr;
   return json::value(format_wall_us(us));
 }
 
@@ -68,13 +65,11 @@ int64_t parse_nova_timestamp(const std::string& text) {
   int fields =
       std::sscanf(text.c_str(), "%4d-%2d-%2d%c%2d:%2d:%2d.%6d", &parts.tm_year, &parts.tm_mon,
                   &parts.tm_mday, &separator, &parts.tm_hour, &parts.tm_min, &parts.tm_sec, &micro);
-  if (fields < 7)
-    return 0;
+  if (fields < 7) return 0;
   parts.tm_year -= 1900;
   parts.tm_mon -= 1;
   time_t seconds = timegm(&parts);
-  if (seconds < 0)
-    return 0;
+  if (seconds < 0) return 0;
   return static_cast<int64_t>(seconds) * 1'000'000 + (fields == 8 ? micro : 0);
 }
 
@@ -89,11 +84,9 @@ json::value decision_json(const Decision& decision) {
 // when the two disagree.
 Result<json::value> body_with_id(const Request& request, const char* key = "id") {
   auto parsed = parse_json(request.body);
-  if (!parsed)
-    return parsed.error();
+  if (!parsed) return parsed.error();
   if (!request.params.empty()) {
-    if (!parsed->is_object())
-      return Error{ErrorCode::kInvalidArgument, "body must be an object"};
+    if (!parsed->is_object()) return Error{ErrorCode::kInvalidArgument, "body must be an object"};
     auto& object = parsed->as_object();
     const std::string& path_id = request.params.back();
     if (auto* given = object.if_contains(key)) {
@@ -123,13 +116,10 @@ Api::Api(ApiContext context) : c_(context), log_(log::get("api")) {}
 template <typename Parse, typename Put>
 void Api::put_object(Request& request, Reply& reply, Parse parse, Put put, const char* kind) {
   auto body = body_with_id(request);
-  if (!body)
-    return reply(error_of(body.error()));
+  if (!body) return reply(error_of(body.error()));
   auto value = parse(*body);
-  if (!value)
-    return reply(error_of(value.error()));
-  if (auto status = put(*value); !status)
-    return reply(error_of(status.error()));
+  if (!value) return reply(error_of(value.error()));
+  if (auto status = put(*value); !status) return reply(error_of(status.error()));
   log_->info("put {} id={}", kind, value->id);
   reply(json_response(request.method == "POST" ? 201 : 200, to_json(*value)));
 }
@@ -138,8 +128,7 @@ void Api::health(Request&, Reply reply) {
   json::object switches;
   for (const auto& [id, client] : c_.switches.clients()) {
     json::object entry{{"state", to_string(client->state())}};
-    if (!client->last_error().empty())
-      entry["error"] = client->last_error();
+    if (!client->last_error().empty()) entry["error"] = client->last_error();
     switches[id] = std::move(entry);
   }
   reply(json_response(200, json::object{{"status", "ok"},
@@ -149,8 +138,7 @@ void Api::health(Request&, Reply reply) {
 
 void Api::answer_decision(const Result<Decision>& decision, std::chrono::milliseconds wait,
                           Reply reply) {
-  if (!decision)
-    return reply(error_of(decision.error()));
+  if (!decision) return reply(error_of(decision.error()));
   bool working = decision->outcome == Decision::Outcome::kStarted ||
                  decision->outcome == Decision::Outcome::kAdvanced;
   if (!working || wait.count() == 0) {
@@ -159,32 +147,26 @@ void Api::answer_decision(const Result<Decision>& decision, std::chrono::millise
   c_.engine.when_settled(
       decision->migration.id, wait,
       [reply, outcome = decision->outcome, detail = decision->detail](Result<Migration> record) {
-        if (!record)
-          return reply(error_of(record.error()));
+        if (!record) return reply(error_of(record.error()));
         reply(json_response(200, decision_json(Decision{outcome, *record, detail})));
       });
 }
 
 void Api::migrate(Request& request, Reply reply) {
   auto wait = wait_of(request);
-  if (!wait)
-    return reply(error_of(wait.error()));
+  if (!wait) return reply(error_of(wait.error()));
   auto body = parse_json(request.body);
-  if (!body)
-    return reply(error_of(body.error()));
+  if (!body) return reply(error_of(body.error()));
   auto migration = migration_request_from_json(*body);
-  if (!migration)
-    return reply(error_of(migration.error()));
+  if (!migration) return reply(error_of(migration.error()));
   answer_decision(c_.engine.submit(*migration), *wait, std::move(reply));
 }
 
 void Api::nova(Request& request, Reply reply) {
   auto wait = wait_of(request);
-  if (!wait)
-    return reply(error_of(wait.error()));
+  if (!wait) return reply(error_of(wait.error()));
   auto event = parse_nova_notification(request.body);
-  if (!event)
-    return reply(error_of(event.error()));
+  if (!event) return reply(error_of(event.error()));
   std::string ignored;
   auto migration = c_.nova.on_event(*event, &ignored);
   if (!migration) {
@@ -213,11 +195,9 @@ void Api::put_vm_interface(Request& request, Reply reply) {
   if (!vm)
     return reply(error_of(Error::make(ErrorCode::kNotFound, "unknown vm '{}'", request.params[0])));
   auto body = body_with_id(request);
-  if (!body)
-    return reply(error_of(body.error()));
+  if (!body) return reply(error_of(body.error()));
   auto interface = interface_from_json(*body);
-  if (!interface)
-    return reply(error_of(interface.error()));
+  if (!interface) return reply(error_of(interface.error()));
   Vm updated = *vm;
   auto same = [&](const Interface& i) { return i.id == interface->id; };
   auto found = std::find_if(updated.interfaces.begin(), updated.interfaces.end(), same);
@@ -226,9 +206,8 @@ void Api::put_vm_interface(Request& request, Reply reply) {
   } else {
     updated.interfaces.push_back(*interface);
   }
-  if (auto status = c_.directory.put_vm(updated); !status)
-    return reply(error_of(status.error()));
-  c_.reconciler.request();
+  if (auto status = c_.directory.put_vm(updated); !status) return reply(error_of(status.error()));
+  c_.reconciler.reconcile_vm(updated.id);
   reply(json_response(200, to_json(*interface)));
 }
 
@@ -243,9 +222,8 @@ void Api::delete_vm_interface(Request& request, Reply reply) {
     return reply(error_of(Error::make(ErrorCode::kNotFound, "vm {} has no interface '{}'", vm->id,
                                       request.params[1])));
   }
-  if (auto status = c_.directory.put_vm(updated); !status)
-    return reply(error_of(status.error()));
-  c_.reconciler.request();
+  if (auto status = c_.directory.put_vm(updated); !status) return reply(error_of(status.error()));
+  c_.reconciler.reconcile_vm(updated.id);
   reply(Response{204, ""});
 }
 
@@ -286,13 +264,10 @@ void Api::register_routes(http::Server& server) {
   // Hosts.
   auto put_host = [this, &d](Request& request, Reply reply) {
     auto body = body_with_id(request);
-    if (!body)
-      return reply(error_of(body.error()));
+    if (!body) return reply(error_of(body.error()));
     auto value = host_from_json(*body);
-    if (!value)
-      return reply(error_of(value.error()));
-    if (auto status = d.put_host(*value); !status)
-      return reply(error_of(status.error()));
+    if (!value) return reply(error_of(value.error()));
+    if (auto status = d.put_host(*value); !status) return reply(error_of(status.error()));
     log_->info("put host id={} switch={}", value->id, value->switch_id);
     reply(json_response(request.method == "POST" ? 201 : 200, to_json(*value)));
   };
@@ -325,8 +300,7 @@ void Api::register_routes(http::Server& server) {
                                value.id, existing->host, value.id);
           }
           auto status = d.put_vm(value);
-          if (status)
-            c_.reconciler.request();
+          if (status) c_.reconciler.reconcile_vm(value.id);
           return status;
         },
         "vm");
@@ -349,8 +323,7 @@ void Api::register_routes(http::Server& server) {
                                         request.params[0], active->id)));
     }
     auto status = d.delete_vm(request.params[0]);
-    if (status)
-      c_.reconciler.request();
+    if (status) c_.reconciler.reconcile_vm(request.params[0]);
     reply(status ? Response{204, ""} : error_of(status.error()));
   });
   server.route("GET", "/v1/vms/{id}/interfaces/{interface}", [&d](Request& request, Reply reply) {
@@ -359,8 +332,7 @@ void Api::register_routes(http::Server& server) {
       return reply(
           error_of(Error::make(ErrorCode::kNotFound, "unknown vm '{}'", request.params[0])));
     for (const auto& interface : vm->interfaces) {
-      if (interface.id == request.params[1])
-        return reply(json_response(200, to_json(interface)));
+      if (interface.id == request.params[1]) return reply(json_response(200, to_json(interface)));
     }
     reply(error_of(Error::make(ErrorCode::kNotFound, "vm {} has no interface '{}'", vm->id,
                                request.params[1])));
@@ -369,11 +341,9 @@ void Api::register_routes(http::Server& server) {
   route("DELETE", "/v1/vms/{id}/interfaces/{interface}", &Api::delete_vm_interface);
   server.route("POST", "/v1/vms/{id}/placement", [this](Request& request, Reply reply) {
     auto wait = wait_of(request);
-    if (!wait)
-      return reply(error_of(wait.error()));
+    if (!wait) return reply(error_of(wait.error()));
     auto body = parse_json(request.body);
-    if (!body)
-      return reply(error_of(body.error()));
+    if (!body) return reply(error_of(body.error()));
     auto* host = body->is_object() ? body->as_object().if_contains("host") : nullptr;
     if (!host || !host->is_string())
       return reply(bad_request("placement needs {\"host\": \"...\"}"));
@@ -392,10 +362,8 @@ void Api::register_routes(http::Server& server) {
       return reply(bad_request("migration id must be a number"));
     }
     auto found = c_.engine.find(id);
-    if (!found)
-      return reply(error_of(found.error()));
-    if (!*found)
-      return reply(error_of(Error::make(ErrorCode::kNotFound, "no migration {}", id)));
+    if (!found) return reply(error_of(found.error()));
+    if (!*found) return reply(error_of(Error::make(ErrorCode::kNotFound, "no migration {}", id)));
     reply(json_response(200, to_json(**found)));
   });
   server.route("GET", "/v1/migrations", [this](Request& request, Reply reply) {
@@ -405,8 +373,7 @@ void Api::register_routes(http::Server& server) {
     }
     std::string vm = request.query.count("vm") ? request.query.at("vm") : "";
     auto listed = c_.engine.list(vm, limit);
-    if (!listed)
-      return reply(error_of(listed.error()));
+    if (!listed) return reply(error_of(listed.error()));
     json::array out;
     for (const auto& migration : *listed)
       out.push_back(to_json(migration));
@@ -441,8 +408,7 @@ json::value to_json(const Migration& m) {
       {"source_cleaned_ms", us_since(m.complete_requested_us, m.source_cleaned_us)},
       {"attempts", m.attempts},
   };
-  if (!m.last_error.empty())
-    out["waiting_for"] = m.last_error;
+  if (!m.last_error.empty()) out["waiting_for"] = m.last_error;
   return out;
 }
 

@@ -26,16 +26,14 @@ std::vector<Drift> find_drift(const Directory& directory,
 
   // What each switch holds that it should not, or holds differently.
   for (const auto& [switch_id, rows] : rows_by_switch) {
-    if (!rows)
-      continue;
+    if (!rows) continue;
     for (const auto& [vm_id, observed] : *rows) {
       const Vm* vm = directory.find_vm(vm_id);
       if (!vm) {
         drift.push_back({Drift::Kind::kOrphan, vm_id, switch_id});
         continue;
       }
-      if (in_flight(vm_id))
-        continue;
+      if (in_flight(vm_id)) continue;
       auto home = directory.switch_of_host(vm->host);
       if (!home || (*home)->id != switch_id) {
         drift.push_back({Drift::Kind::kStale, vm_id, switch_id});
@@ -47,16 +45,12 @@ std::vector<Drift> find_drift(const Directory& directory,
 
   // What a VM's current switch lacks.
   for (const auto& [vm_id, vm] : directory.vms()) {
-    if (in_flight(vm_id) || vm.interfaces.empty())
-      continue;
+    if (in_flight(vm_id) || vm.interfaces.empty()) continue;
     auto home = directory.switch_of_host(vm.host);
-    if (!home)
-      continue;
+    if (!home) continue;
     auto rows = rows_by_switch.find((*home)->id);
-    if (rows == rows_by_switch.end() || !rows->second)
-      continue;
-    if (!rows->second->count(vm_id))
-      drift.push_back({Drift::Kind::kMissing, vm_id, (*home)->id});
+    if (rows == rows_by_switch.end() || !rows->second) continue;
+    if (!rows->second->count(vm_id)) drift.push_back({Drift::Kind::kMissing, vm_id, (*home)->id});
   }
   return drift;
 }
@@ -93,22 +87,19 @@ void Reconciler::stop() {
 void Reconciler::arm_periodic() {
   periodic_.expires_after(options_.interval);
   periodic_.async_wait([this](boost::system::error_code ec) {
-    if (ec || !running_)
-      return;
+    if (ec || !running_) return;
     pass();
     arm_periodic();
   });
 }
 
 void Reconciler::request() {
-  if (!running_ || soon_armed_)
-    return;
+  if (!running_ || soon_armed_) return;
   soon_armed_ = true;
   soon_.expires_after(options_.debounce);
   soon_.async_wait([this](boost::system::error_code ec) {
     soon_armed_ = false;
-    if (ec || !running_)
-      return;
+    if (ec || !running_) return;
     pass();
   });
 }
@@ -116,8 +107,7 @@ void Reconciler::request() {
 size_t Reconciler::pass() {
   std::map<std::string, const OwnedRows*> rows_by_switch;
   for (const auto& [id, client] : switches_.clients()) {
-    if (client->state() == SwitchState::kReady)
-      rows_by_switch[id] = client->owned();
+    if (client->state() == SwitchState::kReady) rows_by_switch[id] = client->owned();
   }
   auto drift = find_drift(directory_, rows_by_switch, &engine_);
   drift_gauge_.set({}, static_cast<double>(drift.size()));
@@ -136,8 +126,7 @@ size_t Reconciler::pass() {
       waiting = true;
       continue;
     }
-    if (!locks_.try_lock(item.vm))
-      continue;
+    if (!locks_.try_lock(item.vm)) continue;
     repair(item);
     started++;
   }
@@ -146,11 +135,22 @@ size_t Reconciler::pass() {
     // Look again once the newest drift has settled.
     auto timer = std::make_shared<boost::asio::steady_timer>(io_, options_.settle);
     timer->async_wait([this, timer](boost::system::error_code ec) {
-      if (!ec)
-        request();
+      if (!ec) request();
     });
   }
   return started;
+}
+
+void Reconciler::reconcile_vm(const std::string& vm) {
+  std::map<std::string, const OwnedRows*> rows_by_switch;
+  for (const auto& [id, client] : switches_.clients()) {
+    if (client->state() == SwitchState::kReady) rows_by_switch[id] = client->owned();
+  }
+  for (const Drift& item : find_drift(directory_, rows_by_switch, &engine_)) {
+    if (item.vm != vm) continue;
+    if (!locks_.try_lock(vm)) return request();
+    repair(item);
+  }
 }
 
 void Reconciler::repair(const Drift& drift) {
@@ -166,10 +166,8 @@ void Reconciler::repair(const Drift& drift) {
     }
   };
   bool install = drift.kind == Drift::Kind::kMissing || drift.kind == Drift::Kind::kDiffers;
-  if (!client || (install && !vm))
-    return done(ok());
-  if (install)
-    return client->install(*vm, done);
+  if (!client || (install && !vm)) return done(ok());
+  if (install) return client->install(*vm, done);
   client->remove(drift.vm, done);
 }
 

@@ -64,6 +64,9 @@ class Reconciler {
   void request();
   // Runs one pass now; returns the number of repairs it started.
   size_t pass();
+  // The inventory of `vm` changed: repair its drift now, without the settle delay (the change
+  // is known, not inferred from a switch's view). Falls back to a later pass while it is locked.
+  void reconcile_vm(const std::string& vm);
 
  private:
   void arm_periodic();

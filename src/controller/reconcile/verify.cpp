@@ -28,14 +28,12 @@ VerifyReport compare(const Directory& directory, const std::map<std::string, Own
       continue;
     }
     const std::string& home_id = (*home)->id;
-    if (unreadable.count(home_id))
-      continue;  // already reported as unreadable
+    if (unreadable.count(home_id)) continue;  // already reported as unreadable
     std::vector<std::string> elsewhere;
     const std::vector<ObservedInterface>* at_home = nullptr;
     for (const auto& [switch_id, owned] : rows) {
       auto found = owned.find(vm_id);
-      if (found == owned.end())
-        continue;
+      if (found == owned.end()) continue;
       if (switch_id == home_id) {
         at_home = &found->second;
       } else {

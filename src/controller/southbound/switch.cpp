@@ -17,13 +17,11 @@ const char* to_string(SwitchState state) {
 }
 
 bool matches(const Vm& vm, const std::vector<ObservedInterface>& observed) {
-  if (observed.size() != vm.interfaces.size())
-    return false;
+  if (observed.size() != vm.interfaces.size()) return false;
   for (const Interface& wanted : vm.interfaces) {
     auto found = std::find_if(observed.begin(), observed.end(),
                               [&](const auto& seen) { return seen.config.id == wanted.id; });
-    if (found == observed.end() || !(found->config == wanted))
-      return false;
+    if (found == observed.end() || !(found->config == wanted)) return false;
   }
   return true;
 }

@@ -9,16 +9,14 @@ SwitchPool::~SwitchPool() {
 void SwitchPool::ensure(const Switch& spec) {
   auto it = clients_.find(spec.id);
   if (it != clients_.end()) {
-    if (it->second->spec() == spec)
-      return;
+    if (it->second->spec() == spec) return;
     it->second->stop();
     clients_.erase(it);
   }
   auto client = factory_(spec);
   SwitchClient* raw = client.get();
   client->set_listener([this, id = spec.id] {
-    if (listener_)
-      listener_(id);
+    if (listener_) listener_(id);
   });
   clients_.emplace(spec.id, std::move(client));
   raw->start();
@@ -26,8 +24,7 @@ void SwitchPool::ensure(const Switch& spec) {
 
 void SwitchPool::drop(const std::string& id) {
   auto it = clients_.find(id);
-  if (it == clients_.end())
-    return;
+  if (it == clients_.end()) return;
   it->second->stop();
   clients_.erase(it);
 }

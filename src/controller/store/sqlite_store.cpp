@@ -66,31 +66,24 @@ class SqliteStore final : public Store {
     Inventory inventory;
     auto status = each_body("SELECT body FROM switches ORDER BY id", [&](auto& json) {
       auto value = switch_from_json(json);
-      if (value)
-        inventory.switches.push_back(std::move(*value));
+      if (value) inventory.switches.push_back(std::move(*value));
       return value ? ok() : Status(value.error());
     });
-    if (!status)
-      return status.error();
+    if (!status) return status.error();
     auto hosts = db_->prepare("SELECT id, switch_id FROM hosts ORDER BY id");
-    if (!hosts)
-      return hosts.error();
+    if (!hosts) return hosts.error();
     while (true) {
       auto row = hosts->step();
-      if (!row)
-        return row.error();
-      if (!*row)
-        break;
+      if (!row) return row.error();
+      if (!*row) break;
       inventory.hosts.push_back(Host{hosts->text(0), hosts->text(1)});
     }
     status = each_body("SELECT body FROM vms ORDER BY id", [&](auto& json) {
       auto value = vm_from_json(json);
-      if (value)
-        inventory.vms.push_back(std::move(*value));
+      if (value) inventory.vms.push_back(std::move(*value));
       return value ? ok() : Status(value.error());
     });
-    if (!status)
-      return status.error();
+    if (!status) return status.error();
     return inventory;
   }
 
@@ -139,11 +132,9 @@ class SqliteStore final : public Store {
         "wanted, state, origin, created_us, last_issued_us, target_ready_us, "
         "complete_requested_us, source_cleaned_us, finished_us, attempts, last_error) "
         "VALUES(?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)");
-    if (!statement)
-      return statement.error();
+    if (!statement) return statement.error();
     bind_migration(*statement, migration);
-    if (auto status = statement->run(); !status)
-      return status;
+    if (auto status = statement->run(); !status) return status;
     migration.id = db_->last_insert_rowid();
     return ok();
   }
@@ -154,11 +145,9 @@ class SqliteStore final : public Store {
         "target_switch=?6, wanted=?7, state=?8, origin=?9, created_us=?10, last_issued_us=?11, "
         "target_ready_us=?12, complete_requested_us=?13, source_cleaned_us=?14, "
         "finished_us=?15, attempts=?16, last_error=?17 WHERE id=?1");
-    if (!statement)
-      return statement.error();
+    if (!statement) return statement.error();
     bind_migration(*statement, migration);
-    if (auto status = statement->run(); !status)
-      return status;
+    if (auto status = statement->run(); !status) return status;
     if (db_->changes() != 1) {
       return Error::make(ErrorCode::kNotFound, "migration {} not in the journal", migration.id);
     }
@@ -167,12 +156,9 @@ class SqliteStore final : public Store {
 
   Status update_migration_and_vm(const Migration& migration, const Vm& vm) override {
     sqlite::Transaction transaction(*db_);
-    if (!transaction.begun())
-      return transaction.begun();
-    if (auto status = update_migration(migration); !status)
-      return status;
-    if (auto status = put_vm(vm); !status)
-      return status;
+    if (!transaction.begun()) return transaction.begun();
+    if (auto status = update_migration(migration); !status) return status;
+    if (auto status = put_vm(vm); !status) return status;
     return transaction.commit();
   }
 
@@ -187,8 +173,7 @@ class SqliteStore final : public Store {
         "SELECT {} FROM migrations WHERE vm = ?1 AND source_host = ?2 AND target_host = ?3 "
         "ORDER BY id DESC LIMIT 1",
         kMigrationColumns));
-    if (!statement)
-      return statement.error();
+    if (!statement) return statement.error();
     statement->bind(1, vm).bind(2, source_host).bind(3, target_host);
     return first(*statement);
   }
@@ -196,8 +181,7 @@ class SqliteStore final : public Store {
   Result<std::optional<Migration>> latest_migration(const std::string& vm) override {
     auto statement = db_->prepare(fmt::format(
         "SELECT {} FROM migrations WHERE vm = ?1 ORDER BY id DESC LIMIT 1", kMigrationColumns));
-    if (!statement)
-      return statement.error();
+    if (!statement) return statement.error();
     statement->bind(1, vm);
     return first(*statement);
   }
@@ -206,8 +190,7 @@ class SqliteStore final : public Store {
     auto statement = db_->prepare(
         fmt::format("SELECT {} FROM migrations WHERE ?1 = '' OR vm = ?1 ORDER BY id DESC LIMIT ?2",
                     kMigrationColumns));
-    if (!statement)
-      return statement.error();
+    if (!statement) return statement.error();
     statement->bind(1, vm).bind(2, static_cast<int64_t>(limit));
     return collect(*statement);
   }
@@ -220,8 +203,7 @@ class SqliteStore final : public Store {
   template <typename... Args>
   Status write(std::string_view sql, const Args&... args) {
     auto statement = db_->prepare(sql);
-    if (!statement)
-      return statement.error();
+    if (!statement) return statement.error();
     int index = 1;
     (statement->bind(index++, std::string_view(args)), ...);
     return statement->run();
@@ -238,27 +220,21 @@ class SqliteStore final : public Store {
       }
       return status;
     }
-    if (db_->changes() == 0)
-      return Error::make(ErrorCode::kNotFound, "no {} '{}'", what, id);
+    if (db_->changes() == 0) return Error::make(ErrorCode::kNotFound, "no {} '{}'", what, id);
     return ok();
   }
 
   template <typename Visit>
   Status each_body(std::string_view sql, Visit visit) {
     auto statement = db_->prepare(sql);
-    if (!statement)
-      return statement.error();
+    if (!statement) return statement.error();
     while (true) {
       auto row = statement->step();
-      if (!row)
-        return row.error();
-      if (!*row)
-        return ok();
+      if (!row) return row.error();
+      if (!*row) return ok();
       auto json = parse_json(statement->text(0));
-      if (!json)
-        return json.error().wrap("stored record unreadable");
-      if (auto status = visit(*json); !status)
-        return status.error().wrap("stored record invalid");
+      if (!json) return json.error().wrap("stored record unreadable");
+      if (auto status = visit(*json); !status) return status.error().wrap("stored record invalid");
     }
   }
 
@@ -299,34 +275,28 @@ class SqliteStore final : public Store {
     std::vector<Migration> out;
     while (true) {
       auto row = statement.step();
-      if (!row)
-        return row.error();
-      if (!*row)
-        return out;
+      if (!row) return row.error();
+      if (!*row) return out;
       out.push_back(read_migration(statement));
     }
   }
 
   Result<std::vector<Migration>> query_migrations(const std::string& sql) {
     auto statement = db_->prepare(sql);
-    if (!statement)
-      return statement.error();
+    if (!statement) return statement.error();
     return collect(*statement);
   }
 
   Result<std::optional<Migration>> first(sqlite::Statement& statement) {
     auto rows = collect(statement);
-    if (!rows)
-      return rows.error();
-    if (rows->empty())
-      return std::optional<Migration>();
+    if (!rows) return rows.error();
+    if (rows->empty()) return std::optional<Migration>();
     return std::optional<Migration>(std::move(rows->front()));
   }
 
   Result<std::optional<Migration>> first(const std::string& sql) {
     auto statement = db_->prepare(sql);
-    if (!statement)
-      return statement.error();
+    if (!statement) return statement.error();
     return first(*statement);
   }
 
@@ -337,8 +307,7 @@ class SqliteStore final : public Store {
 
 Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path) {
   auto db = sqlite::Database::open(path);
-  if (!db)
-    return db.error();
+  if (!db) return db.error();
   auto store = std::make_unique<SqliteStore>(std::move(*db));
   if (auto status = store->migrate(); !status) {
     return status.error().wrap(fmt::format("cannot create schema in {}", path));
