@@ -1,6 +1,10 @@
 #include "support/ovs_sandbox.h"
 
+#include "controller/southbound/ovsdb/message.h"
+
 #include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/json/serialize.hpp>
 
 #include <fcntl.h>
 #include <signal.h>
@@ -47,15 +51,13 @@ std::string trim(std::string text) {
 
 // PATH lookup done before fork(): the child may only make async-signal-safe calls.
 Result<std::string> find_program(const std::string& name) {
-  if (name.find('/') != std::string::npos)
-    return name;
+  if (name.find('/') != std::string::npos) return name;
   std::string path = std::getenv("PATH") ? std::getenv("PATH") : "";
   path += ":/usr/sbin:/sbin:/usr/bin:/bin";
   std::istringstream dirs(path);
   for (std::string dir; std::getline(dirs, dir, ':');) {
     std::string candidate = dir + "/" + name;
-    if (!dir.empty() && ::access(candidate.c_str(), X_OK) == 0)
-      return candidate;
+    if (!dir.empty() && ::access(candidate.c_str(), X_OK) == 0) return candidate;
   }
   return Error::make(ErrorCode::kNotFound, "program {} not found in PATH", name);
 }
@@ -69,8 +71,7 @@ std::vector<std::string> child_environment(const std::vector<std::string>& extra
     bool replaced = false;
     for (const std::string& override_entry : extra)
       replaced = replaced || override_entry.substr(0, override_entry.find('=')) == key;
-    if (!replaced)
-      env.emplace_back(text);
+    if (!replaced) env.emplace_back(text);
   }
   env.insert(env.end(), extra.begin(), extra.end());
   return env;
@@ -89,8 +90,7 @@ std::vector<char*> c_strings(std::vector<std::string>& strings) {
 Result<pid_t> spawn(std::vector<std::string> argv, const std::vector<std::string>& extra_env,
                     const std::string& out_path, const std::string& err_path) {
   auto program = find_program(argv.at(0));
-  if (!program)
-    return program.error();
+  if (!program) return program.error();
   std::vector<std::string> env = child_environment(extra_env);
   std::vector<char*> args = c_strings(argv);
   std::vector<char*> envp = c_strings(env);
@@ -104,8 +104,7 @@ Result<pid_t> spawn(std::vector<std::string> argv, const std::vector<std::string
   pid_t pid = ::fork();
   if (pid == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (::getppid() != parent)
-      ::_exit(126);
+    if (::getppid() != parent) ::_exit(126);
     ::dup2(null, 0);
     ::dup2(out, 1);
     ::dup2(err, 2);
@@ -145,8 +144,7 @@ bool child_exited(pid_t pid) {
 
 bool unix_socket_answers(const std::string& path) {
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0)
-    return false;
+  if (fd < 0) return false;
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
   std::strncpy(address.sun_path, path.c_str(), sizeof(address.sun_path) - 1);
@@ -162,8 +160,7 @@ std::set<uint16_t> listening_ports(pid_t pid) {
   std::error_code ignored;
   for (const auto& entry : fs::directory_iterator(fmt::format("/proc/{}/fd", pid), ignored)) {
     std::string target = fs::read_symlink(entry.path(), ignored).string();
-    if (target.starts_with("socket:["))
-      inodes.insert(target.substr(8, target.size() - 9));
+    if (target.starts_with("socket:[")) inodes.insert(target.substr(8, target.size() - 9));
   }
   std::set<uint16_t> ports;
   std::istringstream table(read_file(fmt::format("/proc/{}/net/tcp", pid)));
@@ -190,8 +187,7 @@ bool run_io_until(boost::asio::io_context& io, const std::function<bool()>& cond
   auto guard = boost::asio::make_work_guard(io);
   auto deadline = Clock::now() + timeout;
   while (!condition()) {
-    if (Clock::now() >= deadline)
-      return false;
+    if (Clock::now() >= deadline) return false;
     io.restart();
     io.run_one_until(deadline);
   }
@@ -204,8 +200,7 @@ Result<CommandResult> run_command(const std::vector<std::string>& argv,
   std::string out_path = scratch_dir + "/command.out";
   std::string err_path = scratch_dir + "/command.err";
   auto pid = spawn(argv, env, out_path, err_path);
-  if (!pid)
-    return pid.error();
+  if (!pid) return pid.error();
   int status = 0;
   ::waitpid(*pid, &status, 0);
   CommandResult result;
@@ -223,8 +218,7 @@ Result<TestPki> make_test_pki(const std::string& dir, const std::string& prefix)
   auto openssl = [&](std::vector<std::string> args) -> Status {
     args.insert(args.begin(), "openssl");
     auto ran = run_command(args, dir);
-    if (!ran)
-      return ran.error();
+    if (!ran) return ran.error();
     if (ran->exit_code != 0)
       return Error::make(ErrorCode::kIo, "openssl {} failed: {}", args[1], ran->err);
     return ok();
@@ -234,8 +228,7 @@ Result<TestPki> make_test_pki(const std::string& dir, const std::string& prefix)
   auto request = [&](const std::string& key, const std::string& out, const std::string& cn,
                      bool self_signed) {
     std::vector<std::string> args = {"req"};
-    if (self_signed)
-      args.push_back("-x509");
+    if (self_signed) args.push_back("-x509");
     args.insert(args.end(), new_key.begin(), new_key.end());
     args.insert(args.end(), {"-keyout", key, "-out", out, "-subj", "/CN=" + cn, "-days", "2"});
     return openssl(args);
@@ -249,8 +242,7 @@ Result<TestPki> make_test_pki(const std::string& dir, const std::string& prefix)
                         sign(base + "server.csr", pki.server_cert),
                         request(pki.client_key, base + "client.csr", "steward-client", false),
                         sign(base + "client.csr", pki.client_cert)}) {
-    if (!status)
-      return status.error();
+    if (!status) return status.error();
   }
   return pki;
 }
@@ -262,12 +254,10 @@ Result<std::unique_ptr<OvsSandbox>> OvsSandbox::create(Options options) {
     return Error::make(ErrorCode::kIo, "mkdtemp failed: {}", std::strerror(errno));
   sandbox->dir_ = pattern;
   for (Status status : {sandbox->create_database(), sandbox->start(), sandbox->initialise()}) {
-    if (!status)
-      return status.error();
+    if (!status) return status.error();
   }
   if (sandbox->options_.vswitchd) {
-    if (auto status = sandbox->start_vswitchd(); !status)
-      return status.error();
+    if (auto status = sandbox->start_vswitchd(); !status) return status.error();
   }
   return sandbox;
 }
@@ -303,16 +293,14 @@ Status OvsSandbox::create_database() {
   auto ran = run_command(
       {"ovsdb-tool", "create", dir_ + "/conf.db", "/usr/share/openvswitch/vswitch.ovsschema"}, dir_,
       ovs_env());
-  if (!ran)
-    return ran.error();
+  if (!ran) return ran.error();
   if (ran->exit_code != 0)
     return Error::make(ErrorCode::kIo, "ovsdb-tool create failed: {}", ran->err);
   return ok();
 }
 
 Status OvsSandbox::start() {
-  if (server_pid_ > 0)
-    return ok();
+  if (server_pid_ > 0) return ok();
   for (Status status : {spawn_server(), wait_until_serving(), discover_ports()}) {
     if (!status) {
       (void)stop();
@@ -329,20 +317,17 @@ Status OvsSandbox::spawn_server() {
                                    "--unixctl=" + dir_ + "/ovsdb-server.ctl",
                                    "--log-file=" + dir_ + "/ovsdb-server.log",
                                    "-vconsole:off"};
-  if (options_.tcp)
-    argv.push_back(fmt::format("--remote=ptcp:{}:127.0.0.1", tcp_port_));
+  if (options_.tcp) argv.push_back(fmt::format("--remote=ptcp:{}:127.0.0.1", tcp_port_));
   if (options_.ssl) {
     argv.push_back("--private-key=" + options_.ssl->private_key);
     argv.push_back("--certificate=" + options_.ssl->certificate);
     argv.push_back("--ca-cert=" + options_.ssl->ca_cert);
     // The first start learns the TCP port before adding the SSL listener (discover_ports), so
     // the two kernel-chosen ports can be told apart; later starts reuse both ports.
-    if (ssl_port_ != 0)
-      argv.push_back(fmt::format("--remote=pssl:{}:127.0.0.1", ssl_port_));
+    if (ssl_port_ != 0) argv.push_back(fmt::format("--remote=pssl:{}:127.0.0.1", ssl_port_));
   }
   auto pid = spawn(argv, ovs_env(), dir_ + "/ovsdb-server.out", dir_ + "/ovsdb-server.err");
-  if (!pid)
-    return pid.error();
+  if (!pid) return pid.error();
   server_pid_ = *pid;
   return ok();
 }
@@ -367,8 +352,7 @@ Status OvsSandbox::discover_ports() {
     auto deadline = Clock::now() + kStartTimeout;
     for (;;) {
       std::set<uint16_t> ports = listening_ports(server_pid_);
-      if (ports.size() >= count)
-        return ports;
+      if (ports.size() >= count) return ports;
       if (Clock::now() > deadline)
         return Error::make(ErrorCode::kTimeout, "ovsdb-server did not open {} tcp listeners: {}",
                            count, log_tail("ovsdb-server.log"));
@@ -377,10 +361,8 @@ Status OvsSandbox::discover_ports() {
   };
   std::size_t expected = options_.tcp ? 1 : 0;
   auto ports = wait_for_ports(expected);
-  if (!ports)
-    return ports.error();
-  if (options_.tcp && tcp_port_ == 0)
-    tcp_port_ = *ports->begin();
+  if (!ports) return ports.error();
+  if (options_.tcp && tcp_port_ == 0) tcp_port_ = *ports->begin();
   if (!options_.ssl || ssl_port_ != 0) {
     auto all = wait_for_ports(expected + (options_.ssl ? 1 : 0));
     return all ? ok() : Status(all.error());
@@ -393,26 +375,22 @@ Status OvsSandbox::discover_ports() {
     return Error::make(ErrorCode::kIo, "ovs-appctl add-remote failed: {}",
                        added ? added->err : added.error().message);
   auto with_ssl = wait_for_ports(expected + 1);
-  if (!with_ssl)
-    return with_ssl.error();
+  if (!with_ssl) return with_ssl.error();
   for (uint16_t port : *with_ssl) {
-    if (port != tcp_port_)
-      ssl_port_ = port;
+    if (port != tcp_port_) ssl_port_ = port;
   }
   return ok();
 }
 
 Status OvsSandbox::initialise() {
-  if (auto init = vsctl({"init"}); !init)
-    return init.error();
+  if (auto init = vsctl({"init"}); !init) return init.error();
   auto bridge = vsctl(
       {"add-br", options_.bridge, "--", "set", "bridge", options_.bridge, "datapath_type=netdev"});
   return bridge ? ok() : Status(bridge.error());
 }
 
 Status OvsSandbox::stop() {
-  if (server_pid_ <= 0)
-    return ok();
+  if (server_pid_ <= 0) return ok();
   end_child(server_pid_);
   server_pid_ = -1;
   return ok();
@@ -423,8 +401,7 @@ Result<std::string> OvsSandbox::vsctl(const std::vector<std::string>& args) {
                                    "--db=" + unix_endpoint()};
   argv.insert(argv.end(), args.begin(), args.end());
   auto ran = run_command(argv, dir_, ovs_env());
-  if (!ran)
-    return ran.error();
+  if (!ran) return ran.error();
   if (ran->exit_code != 0)
     return Error::make(ErrorCode::kIo, "ovs-vsctl {} failed: {}", fmt::join(args, " "),
                        trim(ran->err));
@@ -440,8 +417,7 @@ Status OvsSandbox::add_foreign_port(const std::string& name) {
 Result<std::string> OvsSandbox::add_foreign_qos() {
   auto created = vsctl({"create", "qos", "type=linux-htb", "other_config:max-rate=1000",
                         "external_ids:created-by=test"});
-  if (!created)
-    return created.error();
+  if (!created) return created.error();
   return trim(*created);
 }
 
@@ -458,8 +434,7 @@ Status OvsSandbox::start_vswitchd() {
       spawn({"ip", "netns", "exec", netns_, "ovs-vswitchd", unix_endpoint(), "--unixctl=" + control,
              "--log-file=" + dir_ + "/ovs-vswitchd.log", "-vconsole:off"},
             ovs_env(), dir_ + "/ovs-vswitchd.out", dir_ + "/ovs-vswitchd.err");
-  if (!pid)
-    return pid.error();
+  if (!pid) return pid.error();
   vswitchd_pid_ = *pid;
   auto deadline = Clock::now() + kStartTimeout;
   while (!unix_socket_answers(control)) {
@@ -468,20 +443,69 @@ Status OvsSandbox::start_vswitchd() {
       return Error::make(ErrorCode::kUnavailable, "ovs-vswitchd exited: {}{}",
                          log_tail("ovs-vswitchd.err"), log_tail("ovs-vswitchd.log"));
     }
-    if (Clock::now() > deadline)
-      return Error{ErrorCode::kTimeout, "ovs-vswitchd did not start"};
+    if (Clock::now() > deadline) return Error{ErrorCode::kTimeout, "ovs-vswitchd did not start"};
     std::this_thread::sleep_for(kPollStep);
   }
   return ok();
 }
 
 void OvsSandbox::stop_vswitchd() {
-  if (vswitchd_pid_ > 0)
-    end_child(vswitchd_pid_);
+  if (vswitchd_pid_ > 0) end_child(vswitchd_pid_);
   vswitchd_pid_ = -1;
-  if (!netns_.empty())
-    (void)run_command({"ip", "netns", "del", netns_}, dir_);
+  if (!netns_.empty()) (void)run_command({"ip", "netns", "del", netns_}, dir_);
   netns_.clear();
+}
+
+ScriptedOvsdbPeer::ScriptedOvsdbPeer(boost::asio::io_context& io, const std::string& socket_path)
+    : acceptor_(io, boost::asio::local::stream_protocol::endpoint(socket_path)) {
+  accept();
+}
+
+void ScriptedOvsdbPeer::accept() {
+  acceptor_.async_accept(
+      [this](boost::system::error_code error, boost::asio::local::stream_protocol::socket peer) {
+        if (error) return;
+        accepted_++;
+        received_.clear();
+        client_ = std::make_shared<boost::asio::local::stream_protocol::socket>(std::move(peer));
+        read(client_);
+        accept();
+      });
+}
+
+void ScriptedOvsdbPeer::read(std::shared_ptr<boost::asio::local::stream_protocol::socket> socket) {
+  socket->async_read_some(boost::asio::buffer(buffer_),
+                          [this, socket](boost::system::error_code error, std::size_t size) {
+                            if (error || socket != client_) return;
+                            received_.append(buffer_.data(), size);
+                            read(socket);
+                          });
+}
+
+std::vector<boost::json::value> ScriptedOvsdbPeer::received() const {
+  std::vector<boost::json::value> messages;
+  ovsdb::MessageReader reader(std::size_t{1} << 24);
+  (void)reader.feed(received_, [&](boost::json::value&& message) {
+    messages.push_back(std::move(message));
+    return true;
+  });
+  return messages;
+}
+
+void ScriptedOvsdbPeer::send(std::string bytes) {
+  auto text = std::make_shared<std::string>(std::move(bytes));
+  boost::asio::async_write(*client_, boost::asio::buffer(*text),
+                           [text](boost::system::error_code, std::size_t) {});
+}
+
+void ScriptedOvsdbPeer::reply(const boost::json::value& request, std::string_view result) {
+  send(fmt::format(R"({{"id":{},"result":{},"error":null}})",
+                   boost::json::serialize(request.at("id")), result));
+}
+
+void ScriptedOvsdbPeer::hang_up() {
+  boost::system::error_code ignored;
+  client_->close(ignored);
 }
 
 }  // namespace steward::testing

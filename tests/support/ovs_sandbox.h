@@ -15,9 +15,12 @@
 #include "core/result.h"
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/json/value.hpp>
 
 #include <sys/types.h>
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -120,6 +123,35 @@ class OvsSandbox {
   std::string netns_;
   uint16_t tcp_port_ = 0;
   uint16_t ssl_port_ = 0;
+};
+
+// A scripted stand-in for an OVSDB server on a unix socket, for fault injection the real server
+// cannot do (wrong replies, stale counts, missing methods). It accepts one connection after
+// another on the caller's io_context, records what the current one sent, and writes whatever
+// the test tells it to.
+class ScriptedOvsdbPeer {
+ public:
+  ScriptedOvsdbPeer(boost::asio::io_context& io, const std::string& socket_path);
+
+  int accepted() const { return accepted_; }
+  bool connected() const { return client_ && client_->is_open(); }
+  // The messages received on the current connection, parsed.
+  std::vector<boost::json::value> received() const;
+  // Sends raw bytes on the current connection.
+  void send(std::string bytes);
+  // Replies to a received request with `result` (JSON text).
+  void reply(const boost::json::value& request, std::string_view result);
+  void hang_up();
+
+ private:
+  void accept();
+  void read(std::shared_ptr<boost::asio::local::stream_protocol::socket> socket);
+
+  boost::asio::local::stream_protocol::acceptor acceptor_;
+  std::shared_ptr<boost::asio::local::stream_protocol::socket> client_;
+  std::array<char, 4096> buffer_{};
+  std::string received_;
+  int accepted_ = 0;
 };
 
 }  // namespace steward::testing

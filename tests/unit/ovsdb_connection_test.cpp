@@ -6,8 +6,6 @@
 #include "support/ovs_sandbox.h"
 
 #include <gtest/gtest.h>
-#include <boost/asio/local/stream_protocol.hpp>
-#include <boost/asio/write.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
@@ -20,73 +18,15 @@ namespace steward::ovsdb {
 namespace {
 
 namespace asio = boost::asio;
-using asio::local::stream_protocol;
 using steward::testing::run_io_until;
-
-// A peer that accepts connections one after another and records what each one sent.
-class ScriptedPeer {
- public:
-  ScriptedPeer(asio::io_context& io, const std::string& path)
-      : io_(io), acceptor_(io, stream_protocol::endpoint(path)) {
-    accept();
-  }
-
-  int accepted() const { return accepted_; }
-  bool connected() const { return client_ && client_->is_open(); }
-  // Requests received on the current connection, parsed.
-  std::vector<json::value> requests() {
-    std::vector<json::value> values;
-    MessageReader reader(1 << 20);
-    (void)reader.feed(received_, [&](json::value&& value) {
-      values.push_back(std::move(value));
-      return true;
-    });
-    return values;
-  }
-  void send(std::string bytes) {
-    auto text = std::make_shared<std::string>(std::move(bytes));
-    asio::async_write(*client_, asio::buffer(*text), [text](auto, auto) {});
-  }
-  void hang_up() {
-    boost::system::error_code ignored;
-    client_->close(ignored);
-  }
-
- private:
-  void accept() {
-    acceptor_.async_accept([this](boost::system::error_code error, stream_protocol::socket peer) {
-      if (error)
-        return;
-      accepted_++;
-      received_.clear();
-      client_ = std::make_shared<stream_protocol::socket>(std::move(peer));
-      read(client_);
-      accept();
-    });
-  }
-  void read(std::shared_ptr<stream_protocol::socket> socket) {
-    socket->async_read_some(asio::buffer(buffer_), [this, socket](auto error, std::size_t size) {
-      if (error || socket != client_)
-        return;
-      received_.append(buffer_.data(), size);
-      read(socket);
-    });
-  }
-
-  asio::io_context& io_;
-  stream_protocol::acceptor acceptor_;
-  std::shared_ptr<stream_protocol::socket> client_;
-  std::array<char, 4096> buffer_{};
-  std::string received_;
-  int accepted_ = 0;
-};
+using steward::testing::ScriptedOvsdbPeer;
 
 class ConnectionTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = std::filesystem::temp_directory_path().string() + "/steward-conn-XXXXXX";
     ASSERT_NE(::mkdtemp(dir_.data()), nullptr);
-    peer_ = std::make_unique<ScriptedPeer>(io_, dir_ + "/peer.sock");
+    peer_ = std::make_unique<ScriptedOvsdbPeer>(io_, dir_ + "/peer.sock");
     options_.backoff_initial = std::chrono::milliseconds(10);
     options_.backoff_max = std::chrono::milliseconds(50);
     options_.echo_interval = std::chrono::milliseconds(0);
@@ -120,15 +60,14 @@ class ConnectionTest : public ::testing::Test {
 
   bool saw_reason(std::string_view text) {
     for (const std::string& reason : reasons_) {
-      if (reason.find(text) != std::string::npos)
-        return true;
+      if (reason.find(text) != std::string::npos) return true;
     }
     return false;
   }
 
   asio::io_context io_;
   std::string dir_;
-  std::unique_ptr<ScriptedPeer> peer_;
+  std::unique_ptr<ScriptedOvsdbPeer> peer_;
   ConnectionOptions options_;
   std::unique_ptr<Connection> connection_;
   int connects_ = 0;
@@ -140,8 +79,8 @@ TEST_F(ConnectionTest, PipelinedRepliesAreMatchedById) {
   open();
   auto first = call("first");
   auto second = call("second");
-  ASSERT_TRUE(run_io_until(io_, [&] { return peer_->requests().size() == 2; }));
-  auto requests = peer_->requests();
+  ASSERT_TRUE(run_io_until(io_, [&] { return peer_->received().size() == 2; }));
+  auto requests = peer_->received();
   EXPECT_EQ(requests[0].at("method"), "first");
   EXPECT_EQ(requests[1].at("params"), json::parse(R"(["x"])"));
 
@@ -165,8 +104,8 @@ TEST_F(ConnectionTest, NotificationsReachTheHandler) {
 TEST_F(ConnectionTest, TheServersEchoIsAnswered) {
   open();
   peer_->send(R"({"method":"echo","params":["ping"],"id":"echo-1"})");
-  ASSERT_TRUE(run_io_until(io_, [&] { return !peer_->requests().empty(); }));
-  EXPECT_EQ(peer_->requests()[0], json::parse(R"({"id":"echo-1","result":["ping"],"error":null})"));
+  ASSERT_TRUE(run_io_until(io_, [&] { return !peer_->received().empty(); }));
+  EXPECT_EQ(peer_->received()[0], json::parse(R"({"id":"echo-1","result":["ping"],"error":null})"));
 }
 
 TEST_F(ConnectionTest, AnIdleConnectionIsProbedAndKeptWhileTheServerAnswers) {
@@ -175,7 +114,7 @@ TEST_F(ConnectionTest, AnIdleConnectionIsProbedAndKeptWhileTheServerAnswers) {
   // Answer every echo for a while: the connection stays up.
   std::size_t answered = 0;
   ASSERT_TRUE(run_io_until(io_, [&] {
-    auto requests = peer_->requests();
+    auto requests = peer_->received();
     for (; answered < requests.size(); ++answered) {
       EXPECT_EQ(requests[answered].at("method"), "echo");
       peer_->send(fmt::format(R"({{"id":{},"result":[],"error":null}})",
@@ -231,9 +170,9 @@ TEST_F(ConnectionTest, AnOversizeMessageIsAProtocolError) {
 TEST_F(ConnectionTest, AServerErrorFailsOnlyThatRequest) {
   open();
   auto failing = call("bogus");
-  ASSERT_TRUE(run_io_until(io_, [&] { return !peer_->requests().empty(); }));
+  ASSERT_TRUE(run_io_until(io_, [&] { return !peer_->received().empty(); }));
   peer_->send(fmt::format(R"({{"id":{},"result":null,"error":"unknown method"}})",
-                          json::serialize(peer_->requests()[0].at("id"))));
+                          json::serialize(peer_->received()[0].at("id"))));
   ASSERT_TRUE(run_io_until(io_, [&] { return failing->has_value(); }));
   EXPECT_EQ(failing->value().error().code, ErrorCode::kInternal);
   EXPECT_NE(failing->value().error().message.find("unknown method"), std::string::npos);
@@ -244,7 +183,7 @@ TEST_F(ConnectionTest, RequestsInFlightFailUnavailableNamingTheSwitchAndReason) 
   open();
   auto first = call("a");
   auto second = call("b");
-  ASSERT_TRUE(run_io_until(io_, [&] { return peer_->requests().size() == 2; }));
+  ASSERT_TRUE(run_io_until(io_, [&] { return peer_->received().size() == 2; }));
 
   peer_->hang_up();
 
