@@ -20,6 +20,7 @@ using tcp = asio::ip::tcp;
 namespace {
 
 constexpr size_t kBodyLimit = 4 * 1024 * 1024;
+constexpr std::chrono::seconds kIdleTimeout{120};
 
 struct Route {
   std::string method;
@@ -130,6 +131,9 @@ class Session : public std::enable_shared_from_this<Session> {
   void read() {
     parser_.emplace();
     parser_->body_limit(kBodyLimit);
+    // A client that sends nothing for this long loses its connection (no idle sockets kept
+    // forever by half-open peers).
+    stream_.expires_after(kIdleTimeout);
     bhttp::async_read(
         stream_, buffer_, *parser_,
         [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
@@ -176,6 +180,7 @@ class Session : public std::enable_shared_from_this<Session> {
     out->keep_alive(keep_alive);
     out->body() = std::move(response.body);
     out->prepare_payload();
+    stream_.expires_after(kIdleTimeout);
     bhttp::async_write(stream_, *out,
                        [self = shared_from_this(), out, keep_alive](beast::error_code ec, size_t) {
                          if (ec || !keep_alive) {
