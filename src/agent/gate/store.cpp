@@ -1,0 +1,269 @@
+#include "agent/gate/store.h"
+
+#include <boost/json.hpp>
+
+namespace steward::agent {
+namespace json = boost::json;
+namespace {
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS instructions (
+  id TEXT PRIMARY KEY,
+  target TEXT NOT NULL,
+  sequence INTEGER NOT NULL,
+  state TEXT NOT NULL,
+  body TEXT NOT NULL,
+  arrival INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS instructions_by_target ON instructions(target, sequence, arrival);
+CREATE TABLE IF NOT EXISTS seen (
+  id TEXT PRIMARY KEY,
+  target TEXT NOT NULL,
+  status TEXT NOT NULL,
+  at_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS settings (
+  target TEXT NOT NULL,
+  type TEXT NOT NULL,
+  sequence INTEGER NOT NULL,
+  instruction TEXT NOT NULL,
+  revoke INTEGER NOT NULL,
+  state TEXT NOT NULL,
+  PRIMARY KEY (target, type)
+);
+CREATE TABLE IF NOT EXISTS outbox (
+  key INTEGER PRIMARY KEY AUTOINCREMENT,
+  body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS systems (
+  id TEXT PRIMARY KEY,
+  enrolment TEXT NOT NULL
+);
+)sql";
+
+const char* state_text(StoredState state) {
+  return state == StoredState::kExecuting ? "executing" : "pending";
+}
+
+}  // namespace
+
+Result<std::unique_ptr<InstructionStore>> InstructionStore::open(const std::string& path) {
+  auto db = sqlite::Database::open(path);
+  if (!db) return db.error();
+  std::unique_ptr<InstructionStore> store(new InstructionStore(std::move(*db)));
+  if (auto status = store->migrate(); !status) return status.error();
+  return store;
+}
+
+Status InstructionStore::migrate() {
+  if (auto status = db_->exec(kSchema); !status) {
+    return status.error().wrap("cannot create the agent store schema");
+  }
+  return ok();
+}
+
+Result<std::optional<ReportStatus>> InstructionStore::seen(const std::string& id) {
+  auto statement = db_->prepare("SELECT status FROM seen WHERE id = ?1");
+  if (!statement) return statement.error();
+  statement->bind(1, id);
+  auto row = statement->step();
+  if (!row) return row.error();
+  if (!*row) return std::optional<ReportStatus>();
+  return report_status_from_string(statement->text(0));
+}
+
+Result<std::optional<SettingRevision>> InstructionStore::setting(const std::string& target,
+                                                                 const std::string& type) {
+  auto statement = db_->prepare(
+      "SELECT sequence, instruction, revoke, state FROM settings WHERE target = ?1 AND type = ?2");
+  if (!statement) return statement.error();
+  statement->bind(1, target).bind(2, type);
+  auto row = statement->step();
+  if (!row) return row.error();
+  if (!*row) return std::optional<SettingRevision>();
+  return std::optional<SettingRevision>(SettingRevision{
+      statement->integer(0), statement->text(1), statement->integer(2) != 0, statement->text(3)});
+}
+
+Result<std::vector<StoredInstruction>> InstructionStore::query(const std::string& sql,
+                                                               const std::string& arg) {
+  auto statement = db_->prepare(sql);
+  if (!statement) return statement.error();
+  if (!arg.empty()) statement->bind(1, arg);
+  std::vector<StoredInstruction> out;
+  while (true) {
+    auto row = statement->step();
+    if (!row) return row.error();
+    if (!*row) break;
+    auto instruction = parse_instruction(statement->text(0));
+    if (!instruction) return instruction.error().wrap("stored instruction is unreadable");
+    StoredState state =
+        statement->text(1) == "executing" ? StoredState::kExecuting : StoredState::kPending;
+    out.push_back(StoredInstruction{std::move(*instruction), state, statement->integer(2)});
+  }
+  return out;
+}
+
+Result<std::optional<StoredInstruction>> InstructionStore::find(const std::string& id) {
+  auto rows = query("SELECT body, state, arrival FROM instructions WHERE id = ?1", id);
+  if (!rows) return rows.error();
+  if (rows->empty()) return std::optional<StoredInstruction>();
+  return std::optional<StoredInstruction>(std::move(rows->front()));
+}
+
+Result<std::vector<StoredInstruction>> InstructionStore::pending_for(const std::string& target) {
+  return query(
+      "SELECT body, state, arrival FROM instructions WHERE target = ?1 AND state = 'pending'"
+      " ORDER BY sequence, arrival",
+      target);
+}
+
+Result<std::vector<StoredInstruction>> InstructionStore::stored() {
+  return query("SELECT body, state, arrival FROM instructions ORDER BY target, sequence, arrival",
+               "");
+}
+
+Result<int64_t> InstructionStore::stored_count(const std::string& target) {
+  auto statement = db_->prepare("SELECT count(*) FROM instructions WHERE target = ?1");
+  if (!statement) return statement.error();
+  statement->bind(1, target);
+  auto row = statement->step();
+  if (!row) return row.error();
+  return statement->integer(0);
+}
+
+Result<std::map<std::string, std::string>> InstructionStore::systems() {
+  auto statement = db_->prepare("SELECT id, enrolment FROM systems");
+  if (!statement) return statement.error();
+  std::map<std::string, std::string> out;
+  while (true) {
+    auto row = statement->step();
+    if (!row) return row.error();
+    if (!*row) break;
+    out[statement->text(0)] = statement->text(1);
+  }
+  return out;
+}
+
+Status InstructionStore::insert(const Instruction& instruction, StoredState state) {
+  auto statement = db_->prepare(
+      "INSERT INTO instructions (id, target, sequence, state, body, arrival)"
+      " VALUES (?1, ?2, ?3, ?4, ?5,"
+      " (SELECT coalesce(max(arrival), 0) + 1 FROM instructions))");
+  if (!statement) return statement.error();
+  statement->bind(1, instruction.id)
+      .bind(2, instruction.target)
+      .bind(3, instruction.sequence)
+      .bind(4, state_text(state))
+      .bind(5, json::serialize(to_json(instruction)));
+  return statement->run();
+}
+
+Status InstructionStore::set_state(const std::string& id, StoredState state) {
+  auto statement = db_->prepare("UPDATE instructions SET state = ?2 WHERE id = ?1");
+  if (!statement) return statement.error();
+  statement->bind(1, id).bind(2, state_text(state));
+  return statement->run();
+}
+
+Status InstructionStore::remove(const std::string& id) {
+  auto statement = db_->prepare("DELETE FROM instructions WHERE id = ?1");
+  if (!statement) return statement.error();
+  statement->bind(1, id);
+  return statement->run();
+}
+
+Status InstructionStore::mark_seen(const std::string& id, const std::string& target,
+                                   ReportStatus status, int64_t at_ms) {
+  auto statement = db_->prepare(
+      "INSERT INTO seen (id, target, status, at_ms) VALUES (?1, ?2, ?3, ?4)"
+      " ON CONFLICT (id) DO UPDATE SET status = excluded.status, at_ms = excluded.at_ms");
+  if (!statement) return statement.error();
+  statement->bind(1, id).bind(2, target).bind(3, to_string(status)).bind(4, at_ms);
+  return statement->run();
+}
+
+Status InstructionStore::put_setting(const std::string& target, const std::string& type,
+                                     const SettingRevision& revision) {
+  auto statement = db_->prepare(
+      "INSERT OR REPLACE INTO settings (target, type, sequence, instruction, revoke, state)"
+      " VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+  if (!statement) return statement.error();
+  statement->bind(1, target)
+      .bind(2, type)
+      .bind(3, revision.sequence)
+      .bind(4, revision.instruction)
+      .bind(5, int64_t{revision.revoke})
+      .bind(6, revision.state);
+  return statement->run();
+}
+
+Status InstructionStore::set_setting_state(const std::string& target, const std::string& type,
+                                           const std::string& instruction,
+                                           const std::string& state) {
+  // Only the revision that is still the newest is touched.
+  auto statement = db_->prepare(
+      "UPDATE settings SET state = ?4 WHERE target = ?1 AND type = ?2 AND instruction = ?3");
+  if (!statement) return statement.error();
+  statement->bind(1, target).bind(2, type).bind(3, instruction).bind(4, state);
+  return statement->run();
+}
+
+Status InstructionStore::add_report(const Report& report) {
+  auto statement = db_->prepare("INSERT INTO outbox (body) VALUES (?1)");
+  if (!statement) return statement.error();
+  statement->bind(1, json::serialize(to_json(report)));
+  return statement->run();
+}
+
+Status InstructionStore::put_system(const std::string& id, const std::string& enrolment) {
+  auto statement = db_->prepare("INSERT OR REPLACE INTO systems (id, enrolment) VALUES (?1, ?2)");
+  if (!statement) return statement.error();
+  statement->bind(1, id).bind(2, enrolment);
+  return statement->run();
+}
+
+Result<std::vector<StoredInstruction>> InstructionStore::clear_system(const std::string& id) {
+  auto removed = query("SELECT body, state, arrival FROM instructions WHERE target = ?1", id);
+  if (!removed) return removed.error();
+  for (const char* sql :
+       {"DELETE FROM instructions WHERE target = ?1", "DELETE FROM settings WHERE target = ?1"}) {
+    auto statement = db_->prepare(sql);
+    if (!statement) return statement.error();
+    statement->bind(1, id);
+    if (auto status = statement->run(); !status) return status.error();
+  }
+  return removed;
+}
+
+Status InstructionStore::remove_system(const std::string& id) {
+  auto statement = db_->prepare("DELETE FROM systems WHERE id = ?1");
+  if (!statement) return statement.error();
+  statement->bind(1, id);
+  return statement->run();
+}
+
+Result<std::vector<std::pair<int64_t, Report>>> InstructionStore::outbox(int limit) {
+  auto statement = db_->prepare("SELECT key, body FROM outbox ORDER BY key LIMIT ?1");
+  if (!statement) return statement.error();
+  statement->bind(1, int64_t{limit});
+  std::vector<std::pair<int64_t, Report>> out;
+  while (true) {
+    auto row = statement->step();
+    if (!row) return row.error();
+    if (!*row) break;
+    auto report = parse_report(statement->text(1));
+    if (!report) return report.error().wrap("outbox report is unreadable");
+    out.emplace_back(statement->integer(0), std::move(*report));
+  }
+  return out;
+}
+
+Status InstructionStore::ack_report(int64_t key) {
+  auto statement = db_->prepare("DELETE FROM outbox WHERE key = ?1");
+  if (!statement) return statement.error();
+  statement->bind(1, key);
+  return statement->run();
+}
+
+}  // namespace steward::agent
