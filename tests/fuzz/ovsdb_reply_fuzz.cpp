@@ -38,11 +38,9 @@ void check_view(const OwnedRows& owned) {
       return !row.qos_uuid.empty() && row.config.egress_max_rate_bps == 0;
     });
     auto again = steward::ovsdb::plan_install(vm, "owner", "bridge", owned);
-    if (again && !again->empty() && !useless_qos)
-      __builtin_trap();
+    if (again && !again->empty() && !useless_qos) __builtin_trap();
     auto removal = steward::ovsdb::plan_remove(vm_id, "bridge", owned);
-    if (removal.removed != static_cast<int>(rows.size()))
-      __builtin_trap();
+    if (removal.removed != static_cast<int>(rows.size())) __builtin_trap();
   }
 }
 
@@ -65,8 +63,7 @@ void on_reply(const json::value& result) {
   (void)steward::ovsdb::check_transact_reply(sample_plan(), result);
   MonitorCache rows("br-int", "owner");
   if (result.is_array()) {
-    if (rows.load_select(result))
-      check_view(rows.owned());
+    if (rows.load_select(result)) check_view(rows.owned());
   } else if (rows.reset(result, MonitorCache::Format::kUpdate2)) {
     check_view(rows.owned());
   }
@@ -74,22 +71,19 @@ void on_reply(const json::value& result) {
 
 void on_message(MonitorCache& cache, json::value& value) {
   auto message = steward::ovsdb::classify(value);
-  if (!message)
-    return;
+  if (!message) return;
   switch (message->kind) {
     case steward::ovsdb::Message::Kind::kRequest:
       (void)steward::ovsdb::serialize_reply(*message->id, *message->params);
       return;
     case steward::ovsdb::Message::Kind::kReply:
-      if (message->result != nullptr)
-        on_reply(*message->result);
+      if (message->result != nullptr) on_reply(*message->result);
       return;
     case steward::ovsdb::Message::Kind::kNotification:
       break;
   }
   const json::array& params = message->params->get_array();
-  if (params.size() != 2 || (message->method != "update" && message->method != "update2"))
-    return;
+  if (params.size() != 2 || (message->method != "update" && message->method != "update2")) return;
   auto format =
       message->method == "update2" ? MonitorCache::Format::kUpdate2 : MonitorCache::Format::kUpdate;
   if (!cache.apply(params[1], format)) {
@@ -102,8 +96,7 @@ void on_message(MonitorCache& cache, json::value& value) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  if (size == 0)
-    return 0;
+  if (size == 0) return 0;
   std::size_t chunk = data[0] % 64 == 0 ? size : data[0] % 64;
   std::string_view bytes(reinterpret_cast<const char*>(data) + 1, size - 1);
 
@@ -116,8 +109,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       on_message(cache, value);
       return true;
     });
-    if (!status)
-      break;
+    if (!status) break;
   }
   return 0;
 }

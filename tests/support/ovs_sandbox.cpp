@@ -397,8 +397,18 @@ Status OvsSandbox::stop() {
 }
 
 Result<std::string> OvsSandbox::vsctl(const std::vector<std::string>& args) {
-  std::vector<std::string> argv = {"ovs-vsctl", "--no-wait", "--timeout=10",
-                                   "--db=" + unix_endpoint()};
+  return run_vsctl(args, false);
+}
+
+Result<std::string> OvsSandbox::vsctl_and_wait(const std::vector<std::string>& args) {
+  if (vswitchd_pid_ <= 0)
+    return Error{ErrorCode::kInvalidArgument, "vsctl_and_wait needs the sandbox's ovs-vswitchd"};
+  return run_vsctl(args, true);
+}
+
+Result<std::string> OvsSandbox::run_vsctl(const std::vector<std::string>& args, bool wait) {
+  std::vector<std::string> argv = {"ovs-vsctl", "--timeout=10", "--db=" + unix_endpoint()};
+  if (!wait) argv.push_back("--no-wait");
   argv.insert(argv.end(), args.begin(), args.end());
   auto ran = run_command(argv, dir_, ovs_env());
   if (!ran) return ran.error();

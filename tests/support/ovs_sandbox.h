@@ -99,6 +99,8 @@ class OvsSandbox {
 
   // Runs `ovs-vsctl --no-wait --db=<unix endpoint> <args>` and returns its stdout.
   Result<std::string> vsctl(const std::vector<std::string>& args);
+  // Like vsctl(), but returns once ovs-vswitchd applied the change (needs Options::vswitchd).
+  Result<std::string> vsctl_and_wait(const std::vector<std::string>& args);
   // Adds a port (with its interface) that is not Steward's to the bridge.
   Status add_foreign_port(const std::string& name);
   // Creates a QoS row that is not Steward's; returns its uuid.
@@ -111,6 +113,7 @@ class OvsSandbox {
   Status wait_until_serving();
   Status discover_ports();
   Status initialise();
+  Result<std::string> run_vsctl(const std::vector<std::string>& args, bool wait);
   Status start_vswitchd();
   void stop_vswitchd();
   std::vector<std::string> ovs_env() const;

@@ -18,10 +18,8 @@ std::vector<json::value> read_all(MessageReader& reader, const std::vector<std::
       messages.push_back(std::move(value));
       return true;
     });
-    if (status != nullptr)
-      *status = fed;
-    if (!fed)
-      break;
+    if (status != nullptr) *status = fed;
+    if (!fed) break;
   }
   return messages;
 }

@@ -45,8 +45,7 @@ OwnedRows installed(const Vm& vm) {
     ObservedInterface seen;
     seen.port_uuid = fmt::format("port-{}", n);
     seen.interface_uuid = fmt::format("iface-{}", n);
-    if (config.egress_max_rate_bps > 0)
-      seen.qos_uuid = fmt::format("qos-{}", n);
+    if (config.egress_max_rate_bps > 0) seen.qos_uuid = fmt::format("qos-{}", n);
     seen.vm_id = vm.id;
     seen.config = config;
     rows[vm.id].push_back(seen);
@@ -67,8 +66,7 @@ std::vector<std::string> summary(const PlannedTransaction& plan) {
   std::vector<std::string> result;
   for (const json::object& op : ops(plan)) {
     std::string text(op.at("op").as_string());
-    if (op.contains("table"))
-      text += " " + std::string(op.at("table").as_string());
+    if (op.contains("table")) text += " " + std::string(op.at("table").as_string());
     result.push_back(text);
   }
   return result;

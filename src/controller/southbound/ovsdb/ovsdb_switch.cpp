@@ -140,8 +140,10 @@ void OvsdbSwitch::on_disconnected(const Error& reason) {
 
 bool OvsdbSwitch::update_readiness() {
   if (cache_.bridge_found()) return set_state(SwitchState::kReady, "");
-  return set_state(SwitchState::kConnecting,
-                   fmt::format("bridge {} not found on switch {}", spec_.bridge, spec_.id));
+  std::string missing = fmt::format("bridge {} not found on switch {}", spec_.bridge, spec_.id);
+  if (missing != last_error_)
+    log_->warn("bridge missing switch={} bridge={}; waiting for it", spec_.id, spec_.bridge);
+  return set_state(SwitchState::kConnecting, std::move(missing));
 }
 
 bool OvsdbSwitch::set_state(SwitchState state, std::string error) {
@@ -149,8 +151,10 @@ bool OvsdbSwitch::set_state(SwitchState state, std::string error) {
   if (state != state_) {
     if (state == SwitchState::kReady)
       log_->info("ready switch={} owned_vms={}", spec_.id, cache_.owned().size());
-    else if (!error.empty())
-      log_->info("state switch={} state={} reason=\"{}\"", spec_.id, to_string(state), error);
+    else if (state == SwitchState::kDisconnected)
+      log_->info("disconnected switch={} reason=\"{}\"", spec_.id, error);
+    else
+      log_->debug("state switch={} state={} reason=\"{}\"", spec_.id, to_string(state), error);
   }
   state_ = state;
   last_error_ = std::move(error);
@@ -246,11 +250,12 @@ void OvsdbSwitch::on_transact_reply(const std::string& vm_id, uint64_t sequence,
   if (queue == queues_.end() || queue->second.empty() || queue->second.front().sequence != sequence)
     return;
   Operation& operation = queue->second.front();
-  std::string context =
-      fmt::format("switch {}: {} vm {}", spec_.id, action(operation.remove), vm_id);
+  auto context = [&] {
+    return fmt::format("switch {}: {} vm {}", spec_.id, action(operation.remove), vm_id);
+  };
   if (!reply) {
-    Error error =
-        reply.error().code == ErrorCode::kUnavailable ? reply.error() : reply.error().wrap(context);
+    Error error = reply.error().code == ErrorCode::kUnavailable ? reply.error()
+                                                                : reply.error().wrap(context());
     finish_front(vm_id, error);
     return run_next(vm_id);
   }
@@ -259,7 +264,7 @@ void OvsdbSwitch::on_transact_reply(const std::string& vm_id, uint64_t sequence,
     log_->warn("transaction refused switch={} vm={} action={} code={} reason=\"{}\"", spec_.id,
                vm_id, action(operation.remove), steward::to_string(outcome.error().code),
                outcome.error().message);
-    finish_front(vm_id, outcome.error().wrap(context));
+    finish_front(vm_id, outcome.error().wrap(context()));
     return run_next(vm_id);
   }
   if (*outcome == ovsdb::Outcome::kStale) {
@@ -268,9 +273,9 @@ void OvsdbSwitch::on_transact_reply(const std::string& vm_id, uint64_t sequence,
       log_->info("rows changed under transaction, planning again switch={} vm={}", spec_.id, vm_id);
       return run_next(vm_id);
     }
-    finish_front(vm_id,
-                 Error::make(ErrorCode::kUnavailable,
-                             "{}: the rows kept changing during the transaction; retry", context));
+    finish_front(
+        vm_id, Error::make(ErrorCode::kUnavailable,
+                           "{}: the rows kept changing during the transaction; retry", context()));
     return run_next(vm_id);
   }
   finish_front(vm_id, ok());
