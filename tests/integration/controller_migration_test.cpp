@@ -1,0 +1,511 @@
+// The controller end to end: the real daemon over HTTP, three real ovsdb-server switches, and
+// every switch read back with ovs-vsctl. Each test is one migration case of issue 2: what lands
+// on the target, what stays on the source and when, rollback, duplicates and late messages,
+// back-to-back moves, no-ops and refused input, and rows that belong to someone else.
+#include "support/controller_fixture.h"
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <tuple>
+#include <vector>
+
+namespace steward::testing {
+namespace {
+
+namespace json = boost::json;
+
+class ControllerMigration : public ControllerFixture {};
+
+// A VM with three interfaces on host compute-n: an access port on VLAN 100 with ingress
+// policing and an egress max-rate (a QoS row), a trunk port, and an access port on VLAN 200.
+json::object rich_vm(const std::string& id, int n, const std::string& device_prefix) {
+  json::object eth0 =
+      ControllerFixture::interface("eth0", device_prefix + "0", "52:54:00:aa:00:01");
+  eth0["ips"] = json::array{"198.18.0.5", "fd00::5"};
+  eth0["vlan"] = 100;
+  eth0["ingress_policing_rate_kbps"] = 1000;
+  eth0["ingress_policing_burst_kb"] = 100;
+  eth0["egress_max_rate_bps"] = 5'000'000;
+  eth0["external_ids"] = json::object{{"color", "blue"}};
+  json::object eth1 =
+      ControllerFixture::interface("eth1", device_prefix + "1", "52:54:00:aa:00:02");
+  eth1["ips"] = json::array{"198.18.1.5"};
+  eth1["trunks"] = json::array{30, 10, 20};
+  json::object eth2 =
+      ControllerFixture::interface("eth2", device_prefix + "2", "52:54:00:aa:00:03");
+  eth2["vlan"] = 200;
+  return json::object{{"id", id},
+                      {"name", "web-" + id},
+                      {"host", ControllerFixture::host(n)},
+                      {"interfaces", json::array{eth0, eth1, eth2}}};
+}
+
+std::string text(const json::value& value) {
+  return value.is_string() ? std::string(value.as_string()) : "";
+}
+
+int64_t id_of(const ControllerFixture::Answer& answer) {
+  const json::value* id =
+      answer.body.is_object() ? answer.body.as_object().if_contains("id") : nullptr;
+  return id && id->is_int64() ? id->as_int64() : -1;
+}
+
+std::string field(const ControllerFixture::Answer& answer, const char* key) {
+  const json::value* found =
+      answer.body.is_object() ? answer.body.as_object().if_contains(key) : nullptr;
+  return found ? text(*found) : "";
+}
+
+// Port name -> Port uuid of the VM's Steward-owned ports.
+std::map<std::string, std::string> port_uuids(const SwitchRows& rows, const std::string& vm) {
+  std::map<std::string, std::string> out;
+  for (const auto& [name, port] : rows.ports_of_vm(vm))
+    out[name] = port->uuid;
+  return out;
+}
+
+// Checks that `rows` hold exactly the configuration `vm` describes, row by row, as an operator
+// would read it with ovs-vsctl.
+void expect_config_on(const SwitchRows& rows, const json::object& vm) {
+  std::string vm_id = text(vm.at("id"));
+  const json::array& interfaces = vm.at("interfaces").as_array();
+  auto ports = rows.ports_of_vm(vm_id);
+  EXPECT_EQ(ports.size(), interfaces.size()) << "owned ports of " << vm_id;
+  size_t with_qos = 0;
+  for (const json::value& item : interfaces) {
+    const json::object& wanted = item.as_object();
+    std::string device = text(wanted.at("device"));
+    std::string iface_id = text(wanted.at("id"));
+    SCOPED_TRACE("vm " + vm_id + " interface " + iface_id + " device " + device);
+    auto port_found = ports.find(device);
+    ASSERT_NE(port_found, ports.end()) << "no Port " << device;
+    const PortRow& port = *port_found->second;
+    EXPECT_TRUE(port.in_bridge) << "Port " << device << " is not in any bridge";
+    EXPECT_EQ(port.external_ids.at("steward-iface"), iface_id);
+
+    // VLAN: access tag or trunks (the server keeps trunks sorted).
+    if (const json::value* vlan = wanted.if_contains("vlan")) {
+      EXPECT_EQ(port.tag, std::optional<int64_t>(vlan->as_int64()));
+    } else {
+      EXPECT_FALSE(port.tag.has_value());
+    }
+    std::vector<int64_t> trunks;
+    if (const json::value* listed = wanted.if_contains("trunks")) {
+      for (const json::value& trunk : listed->as_array())
+        trunks.push_back(trunk.as_int64());
+      std::sort(trunks.begin(), trunks.end());
+    }
+    EXPECT_EQ(port.trunks, trunks);
+
+    // The Interface: one per Port, with policing and the attachment keys.
+    auto interface_found = rows.interfaces.find(device);
+    ASSERT_NE(interface_found, rows.interfaces.end()) << "no Interface " << device;
+    const InterfaceRow& interface = interface_found->second;
+    EXPECT_EQ(port.interfaces, std::vector<std::string>{interface.uuid});
+    auto number = [&](const char* key) {
+      const json::value* value = wanted.if_contains(key);
+      return value ? value->as_int64() : 0;
+    };
+    EXPECT_EQ(interface.ingress_policing_rate, number("ingress_policing_rate_kbps"));
+    EXPECT_EQ(interface.ingress_policing_burst, number("ingress_policing_burst_kb"));
+    const auto& ids = interface.external_ids;
+    EXPECT_EQ(ids.count("steward-owner") ? ids.at("steward-owner") : "", "steward");
+    EXPECT_EQ(ids.count("steward-vm") ? ids.at("steward-vm") : "", vm_id);
+    EXPECT_EQ(ids.count("attached-mac") ? ids.at("attached-mac") : "", text(wanted.at("mac")));
+    EXPECT_EQ(ids.count("iface-id") ? ids.at("iface-id") : "", iface_id);
+    EXPECT_EQ(ids.count("vm-id") ? ids.at("vm-id") : "", vm_id);
+    std::vector<std::string> ips;
+    if (const json::value* listed = wanted.if_contains("ips")) {
+      for (const json::value& ip : listed->as_array())
+        ips.push_back(text(ip));
+    }
+    if (!ips.empty()) {
+      EXPECT_EQ(ids.count("steward-ips") ? ids.at("steward-ips") : "",
+                fmt::format("{}", fmt::join(ips, ",")));
+    }
+    if (const json::value* extra = wanted.if_contains("external_ids")) {
+      for (const auto& [key, value] : extra->as_object())
+        EXPECT_EQ(ids.count(key) ? ids.at(key) : "<absent>", text(value)) << "external_ids:" << key;
+    }
+
+    // Egress max-rate: a linux-htb QoS row of Steward's, referenced by the Port.
+    int64_t max_rate = number("egress_max_rate_bps");
+    if (max_rate == 0) {
+      EXPECT_TRUE(port.qos.empty()) << "unexpected QoS on " << device;
+      continue;
+    }
+    with_qos++;
+    auto qos = rows.qos.find(port.qos);
+    ASSERT_NE(qos, rows.qos.end()) << "Port " << device << " has no QoS row";
+    EXPECT_EQ(qos->second.type, "linux-htb");
+    EXPECT_EQ(
+        qos->second.other_config.count("max-rate") ? qos->second.other_config.at("max-rate") : "",
+        std::to_string(max_rate));
+    EXPECT_EQ(qos->second.external_ids.count("steward-owner")
+                  ? qos->second.external_ids.at("steward-owner")
+                  : "",
+              "steward");
+  }
+  size_t owned_qos_of_vm = 0;
+  for (const QosRow* qos : rows.owned_qos()) {
+    auto vm_key = qos->external_ids.find("steward-vm");
+    if (vm_key != qos->external_ids.end() && vm_key->second == vm_id) owned_qos_of_vm++;
+  }
+  EXPECT_EQ(owned_qos_of_vm, with_qos) << "owned QoS rows of " << vm_id;
+}
+
+// Nothing of the VM's on the switch: no owned Port, Interface or QoS row, no port of its names.
+void expect_nothing_of(const SwitchRows& rows, const json::object& vm) {
+  std::string vm_id = text(vm.at("id"));
+  EXPECT_TRUE(rows.ports_of_vm(vm_id).empty()) << vm_id << " still has ports";
+  for (const json::value& item : vm.at("interfaces").as_array()) {
+    std::string device = text(item.at("device"));
+    EXPECT_EQ(rows.ports.count(device), 0u) << "Port " << device << " left behind";
+    EXPECT_EQ(rows.interfaces.count(device), 0u) << "Interface " << device << " left behind";
+  }
+  for (const QosRow* qos : rows.owned_qos()) {
+    auto vm_key = qos->external_ids.find("steward-vm");
+    EXPECT_FALSE(vm_key != qos->external_ids.end() && vm_key->second == vm_id)
+        << "QoS row " << qos->uuid << " of " << vm_id << " left behind";
+  }
+}
+
+void expect_clean(const json::value& report) {
+  ASSERT_TRUE(report.is_object()) << to_text(report);
+  EXPECT_EQ(report.at("clean"), true) << to_text(report);
+  EXPECT_TRUE(report.at("in_flight").as_array().empty()) << to_text(report);
+}
+
+TEST_F(ControllerMigration, EveryInterfaceVlanTrunkPolicingAndQosOfAVmArrivesOnTheTarget) {
+  json::object vm = rich_vm("vm-rich", 1, "tap-rich");
+  add_vm(vm);
+  expect_config_on(rows(1), vm);
+
+  Answer moved = migrate("vm-rich", host(1), host(2));
+  ASSERT_EQ(moved.status, 200) << moved.text;
+  EXPECT_EQ(field(moved, "state"), "completed") << moved.text;
+
+  expect_config_on(rows(2), vm);
+  expect_nothing_of(rows(1), vm);
+  EXPECT_TRUE(rows(3).ports_of_vm("vm-rich").empty());
+  EXPECT_EQ(host_of("vm-rich"), host(2));
+  expect_clean(verify());
+}
+
+TEST_F(ControllerMigration, TargetIsReadyAfterPrepareAndSourceKeepsItsRowsUntilComplete) {
+  json::object vm = rich_vm("vm-prep", 1, "tap-prep");
+  add_vm(vm);
+  auto source_ports = port_uuids(rows(1), "vm-prep");
+
+  // prepare: the target holds the whole configuration, the source is untouched.
+  Answer prepared = migrate("vm-prep", host(1), host(2), "prepare");
+  ASSERT_EQ(prepared.status, 200) << prepared.text;
+  EXPECT_EQ(field(prepared, "state"), "prepared") << prepared.text;
+  expect_config_on(rows(2), vm);
+  expect_config_on(rows(1), vm);
+  EXPECT_EQ(port_uuids(rows(1), "vm-prep"), source_ports);
+  EXPECT_EQ(host_of("vm-prep"), host(1));
+
+  // Neither a reconciler pass nor verify treats the two copies as drift while it is in flight.
+  Answer reconciled = post("/v1/reconcile", json::object{});
+  ASSERT_EQ(reconciled.status, 200) << reconciled.text;
+  EXPECT_EQ(reconciled.body.at("repairs_started"), 0) << reconciled.text;
+  json::value report = verify();
+  EXPECT_EQ(report.at("clean"), true) << to_text(report);
+  EXPECT_EQ(report.at("in_flight"), (json::array{"vm-prep"})) << to_text(report);
+  EXPECT_EQ(port_uuids(rows(1), "vm-prep"), source_ports);
+  auto target_ports = port_uuids(rows(2), "vm-prep");
+
+  // complete: the source goes, the target's rows stay as they were (no port flap).
+  Answer completed = migrate("vm-prep", host(1), host(2), "complete");
+  ASSERT_EQ(completed.status, 200) << completed.text;
+  EXPECT_EQ(field(completed, "state"), "completed") << completed.text;
+  EXPECT_EQ(id_of(completed), id_of(prepared));
+  expect_nothing_of(rows(1), vm);
+  EXPECT_EQ(port_uuids(rows(2), "vm-prep"), target_ports);
+  EXPECT_EQ(host_of("vm-prep"), host(2));
+  expect_clean(verify());
+}
+
+TEST_F(ControllerMigration, RollbackAfterPrepareRemovesEverythingOnTheTargetAndKeepsTheSource) {
+  json::object vm = rich_vm("vm-back", 1, "tap-back");
+  add_vm(vm);
+  auto source_before = rows(1).all_uuids();
+  auto target_before = rows(2).all_uuids();
+
+  Answer prepared = migrate("vm-back", host(1), host(2), "prepare");
+  ASSERT_EQ(prepared.status, 200) << prepared.text;
+  ASSERT_EQ(field(prepared, "state"), "prepared") << prepared.text;
+  expect_config_on(rows(2), vm);
+
+  Answer rolled_back = migrate("vm-back", host(1), host(2), "rollback");
+  ASSERT_EQ(rolled_back.status, 200) << rolled_back.text;
+  EXPECT_EQ(field(rolled_back, "state"), "rolled_back") << rolled_back.text;
+  EXPECT_EQ(id_of(rolled_back), id_of(prepared));
+
+  // Ports, interfaces and the QoS row are gone from the target: it is as it was before.
+  SwitchRows target = rows(2);
+  expect_nothing_of(target, vm);
+  EXPECT_TRUE(target.owned_qos().empty());
+  EXPECT_EQ(target.all_uuids(), target_before);
+  EXPECT_EQ(rows(1).all_uuids(), source_before);
+  expect_config_on(rows(1), vm);
+  EXPECT_EQ(host_of("vm-back"), host(1));
+  expect_clean(verify());
+
+  // Migrating again afterwards works.
+  Answer again = migrate("vm-back", host(1), host(2));
+  ASSERT_EQ(again.status, 200) << again.text;
+  EXPECT_EQ(field(again, "state"), "completed") << again.text;
+  EXPECT_NE(id_of(again), id_of(prepared));
+  expect_config_on(rows(2), vm);
+  expect_nothing_of(rows(1), vm);
+  EXPECT_EQ(host_of("vm-back"), host(2));
+  expect_clean(verify());
+}
+
+TEST_F(ControllerMigration, DuplicatePrepareAndCompleteMessagesAndARepeatedMigrationChangeNothing) {
+  json::object vm = rich_vm("vm-dup", 1, "tap-dup");
+  add_vm(vm);
+
+  Answer prepared = migrate("vm-dup", host(1), host(2), "prepare");
+  ASSERT_EQ(prepared.status, 200) << prepared.text;
+  ASSERT_EQ(field(prepared, "state"), "prepared") << prepared.text;
+  auto target_ports = port_uuids(rows(2), "vm-dup");
+  auto target_uuids = rows(2).all_uuids();
+
+  Answer prepared_again = migrate("vm-dup", host(1), host(2), "prepare");
+  EXPECT_EQ(prepared_again.status, 200) << prepared_again.text;
+  EXPECT_EQ(field(prepared_again, "outcome"), "duplicate") << prepared_again.text;
+  EXPECT_EQ(id_of(prepared_again), id_of(prepared));
+  EXPECT_EQ(rows(2).all_uuids(), target_uuids);
+
+  Answer completed = migrate("vm-dup", host(1), host(2), "complete");
+  ASSERT_EQ(completed.status, 200) << completed.text;
+  ASSERT_EQ(field(completed, "state"), "completed") << completed.text;
+  auto source_after = rows(1).all_uuids();
+
+  // The same complete again, then the whole migration again: same record, same rows.
+  for (const std::string phase : {"complete", ""}) {
+    SCOPED_TRACE("repeated phase '" + phase + "'");
+    Answer repeated = migrate("vm-dup", host(1), host(2), phase);
+    EXPECT_EQ(repeated.status, 200) << repeated.text;
+    EXPECT_EQ(id_of(repeated), id_of(prepared)) << repeated.text;
+    EXPECT_EQ(field(repeated, "state"), "completed") << repeated.text;
+  }
+  EXPECT_EQ(migrations_of("vm-dup").size(), 1u);
+  SwitchRows target = rows(2);
+  expect_config_on(target, vm);
+  EXPECT_EQ(port_uuids(target, "vm-dup"), target_ports);
+  EXPECT_EQ(target.all_uuids(), target_uuids);
+  EXPECT_EQ(rows(1).all_uuids(), source_after);
+  expect_nothing_of(rows(1), vm);
+  EXPECT_EQ(host_of("vm-dup"), host(2));
+  expect_clean(verify());
+}
+
+TEST_F(ControllerMigration, AWholeMigrationSentTwiceAtOnceRunsOnce) {
+  json::object vm = rich_vm("vm-twice", 1, "tap-twice");
+  add_vm(vm);
+
+  Answer first = migrate("vm-twice", host(1), host(2), "", std::chrono::milliseconds(0));
+  ASSERT_EQ(first.status, 202) << first.text;
+  Answer second = migrate("vm-twice", host(1), host(2), "", std::chrono::milliseconds(0));
+  EXPECT_LT(second.status, 300) << second.text;
+  EXPECT_EQ(id_of(second), id_of(first)) << second.text;
+
+  ASSERT_TRUE(reaches_state(id_of(first), "completed"));
+  EXPECT_EQ(migrations_of("vm-twice").size(), 1u);
+  expect_config_on(rows(2), vm);
+  expect_nothing_of(rows(1), vm);
+  expect_clean(verify());
+}
+
+TEST_F(ControllerMigration, ALateMessageForAnOlderMigrationOfTheSameVmChangesNothing) {
+  json::object vm = rich_vm("vm-late", 1, "tap-late");
+  add_vm(vm);
+  Answer first = migrate("vm-late", host(1), host(2));
+  ASSERT_EQ(field(first, "state"), "completed") << first.text;
+  Answer second = migrate("vm-late", host(2), host(3), "prepare");
+  ASSERT_EQ(field(second, "state"), "prepared") << second.text;
+
+  auto snapshot = [&] {
+    return std::vector<std::set<std::string>>{rows(1).all_uuids(), rows(2).all_uuids(),
+                                              rows(3).all_uuids()};
+  };
+  auto before = snapshot();
+
+  // While B->C is prepared: late rollback, complete and whole A->B messages.
+  for (const std::string phase : {"rollback", "complete", "", "prepare"}) {
+    SCOPED_TRACE("late A->B phase '" + phase + "' while B->C is prepared");
+    Answer late = migrate("vm-late", host(1), host(2), phase);
+    EXPECT_EQ(late.status, 200) << late.text;
+    EXPECT_EQ(field(late, "outcome"), "stale") << late.text;
+    EXPECT_EQ(snapshot(), before);
+    EXPECT_EQ(state_of(id_of(second)), "prepared");
+    EXPECT_EQ(host_of("vm-late"), host(2));
+  }
+  expect_config_on(rows(2), vm);
+  expect_config_on(rows(3), vm);
+
+  // B->C completes; late messages of either older migration still change nothing.
+  Answer completed = migrate("vm-late", host(2), host(3), "complete");
+  ASSERT_EQ(field(completed, "state"), "completed") << completed.text;
+  before = snapshot();
+  for (const auto& [source, target, phase] :
+       std::vector<std::tuple<int, int, std::string>>{{1, 2, "rollback"},
+                                                      {1, 2, "complete"},
+                                                      {2, 3, "rollback"},
+                                                      {2, 3, "prepare"},
+                                                      {1, 2, ""}}) {
+    SCOPED_TRACE(fmt::format("late {}->{} phase '{}' after B->C completed", source, target, phase));
+    Answer late = migrate("vm-late", host(source), host(target), phase);
+    EXPECT_EQ(late.status, 200) << late.text;
+    EXPECT_EQ(field(late, "outcome"), "stale") << late.text;
+    EXPECT_EQ(snapshot(), before);
+  }
+  EXPECT_EQ(migrations_of("vm-late").size(), 2u);
+  EXPECT_EQ(host_of("vm-late"), host(3));
+  EXPECT_TRUE(only_on("vm-late", 3, 3));
+  expect_clean(verify());
+}
+
+TEST_F(ControllerMigration, BackToBackMigrationsAToBThenBToCLeaveTheVmOnlyOnC) {
+  json::object vm = rich_vm("vm-hop", 1, "tap-hop");
+  add_vm(vm);
+
+  Answer first = migrate("vm-hop", host(1), host(2));
+  ASSERT_EQ(first.status, 200) << first.text;
+  EXPECT_EQ(field(first, "state"), "completed") << first.text;
+  Answer second = migrate("vm-hop", host(2), host(3));
+  ASSERT_EQ(second.status, 200) << second.text;
+  EXPECT_EQ(field(second, "state"), "completed") << second.text;
+
+  expect_config_on(rows(3), vm);
+  expect_nothing_of(rows(1), vm);
+  expect_nothing_of(rows(2), vm);
+  EXPECT_EQ(host_of("vm-hop"), host(3));
+  EXPECT_EQ(migrations_of("vm-hop").size(), 2u);
+  expect_clean(verify());
+}
+
+TEST_F(ControllerMigration, SameHostMigrationIsANoopAndRecordsNothing) {
+  json::object vm = rich_vm("vm-stay", 1, "tap-stay");
+  add_vm(vm);
+  auto before = std::vector{rows(1).all_uuids(), rows(2).all_uuids(), rows(3).all_uuids()};
+
+  for (const std::string phase : {"", "prepare", "complete", "rollback"}) {
+    SCOPED_TRACE("phase '" + phase + "'");
+    Answer stay = migrate("vm-stay", host(1), host(1), phase);
+    EXPECT_EQ(stay.status, 200) << stay.text;
+    EXPECT_EQ(field(stay, "outcome"), "noop") << stay.text;
+  }
+  EXPECT_TRUE(migrations_of("vm-stay").empty());
+  EXPECT_EQ((std::vector{rows(1).all_uuids(), rows(2).all_uuids(), rows(3).all_uuids()}), before);
+  EXPECT_EQ(host_of("vm-stay"), host(1));
+  expect_clean(verify());
+}
+
+TEST_F(ControllerMigration, UnknownVmUnknownHostAndMalformedInputAreRefusedAndChangeNothing) {
+  json::object vm = rich_vm("vm-known", 1, "tap-known");
+  add_vm(vm);
+  auto before = std::vector{rows(1).all_uuids(), rows(2).all_uuids(), rows(3).all_uuids()};
+
+  struct Refused {
+    std::string target;
+    std::string body;
+    int status;
+    std::string message_names;  // the message must contain this
+  };
+  std::string migrations = "/v1/migrations?wait=2000";
+  std::vector<Refused> cases = {
+      {migrations, R"({"vm":"vm-ghost","source_host":"compute-1","target_host":"compute-2"})", 404,
+       "vm-ghost"},
+      {migrations, R"({"vm":"vm-known","source_host":"compute-1","target_host":"compute-9"})", 404,
+       "compute-9"},
+      {migrations, R"({"vm":"vm-known","source_host":"compute-8","target_host":"compute-2"})", 404,
+       "compute-8"},
+      {migrations, R"({"vm":"vm-known","source_host":"compute-1",)", 400, "malformed JSON"},
+      {migrations, "", 400, "malformed JSON"},
+      {migrations, R"(["vm-known","compute-1","compute-2"])", 400, "object"},
+      {migrations, R"({"vm":"vm-known","source_host":"compute-1"})", 400, "target_host"},
+      {migrations, R"({"vm":7,"source_host":"compute-1","target_host":"compute-2"})", 400, "vm"},
+      {migrations,
+       R"({"vm":"vm-known","source_host":"compute-1","target_host":"compute-2","phase":"sideways"})",
+       400, "phase"},
+      {"/v1/migrations?wait=soon",
+       R"({"vm":"vm-known","source_host":"compute-1","target_host":"compute-2"})", 400, "wait"},
+      // The VM does not run on the named source: refused, not guessed.
+      {migrations, R"({"vm":"vm-known","source_host":"compute-2","target_host":"compute-3"})", 409,
+       "compute-1"},
+      {"/v1/vms/vm-known/placement", R"({"host":"compute-9"})", 404, "compute-9"},
+      {"/v1/vms/vm-ghost/placement", R"({"host":"compute-2"})", 404, "vm-ghost"},
+      {"/v1/vms/vm-known/placement", R"({"where":"compute-2"})", 400, "host"},
+      {"/v1/notifications/nova", "{not json", 400, "JSON"},
+  };
+  for (const Refused& refused : cases) {
+    SCOPED_TRACE("POST " + refused.target + " " + refused.body);
+    Answer answer = call("POST", refused.target, refused.body);
+    EXPECT_EQ(answer.status, refused.status) << answer.text;
+    EXPECT_NE(answer.error_message().find(refused.message_names), std::string::npos)
+        << "the message does not name '" << refused.message_names << "': " << answer.text;
+  }
+
+  Answer recorded = get("/v1/migrations");
+  EXPECT_EQ(recorded.body, json::array()) << recorded.text;
+  EXPECT_EQ(get("/healthz").body.at("migrations_in_flight"), 0);
+  EXPECT_EQ((std::vector{rows(1).all_uuids(), rows(2).all_uuids(), rows(3).all_uuids()}), before);
+  EXPECT_EQ(host_of("vm-known"), host(1));
+  expect_clean(verify());
+}
+
+TEST_F(ControllerMigration, CleanupOnTheSourceRemovesOnlyStewardOwnedRows) {
+  json::object vm = rich_vm("vm-shared", 1, "tap-shared");
+  add_vm(vm);
+
+  // Someone else's port with its interface and QoS row on the same bridge, and a port that
+  // names the VM but belongs to another controller (a different steward-owner).
+  OvsSandbox& source = sandbox(1);
+  ASSERT_TRUE(source.add_foreign_port("foreign0"));
+  auto foreign_qos = source.add_foreign_qos();
+  ASSERT_TRUE(foreign_qos) << foreign_qos.error().message;
+  ASSERT_TRUE(source.vsctl({"set", "port", "foreign0", "qos=" + *foreign_qos}));
+  ASSERT_TRUE(source.vsctl({"add-port", source.bridge(), "other0", "--", "set", "port", "other0",
+                            "external_ids:steward-owner=other-controller",
+                            "external_ids:steward-vm=vm-shared", "--", "set", "interface", "other0",
+                            "external_ids:steward-owner=other-controller",
+                            "external_ids:steward-vm=vm-shared"}));
+  SwitchRows before = rows(1);
+  ASSERT_EQ(before.ports.count("foreign0"), 1u);
+  ASSERT_EQ(before.ports.count("other0"), 1u);
+
+  Answer moved = migrate("vm-shared", host(1), host(2));
+  ASSERT_EQ(moved.status, 200) << moved.text;
+  ASSERT_EQ(field(moved, "state"), "completed") << moved.text;
+
+  SwitchRows after = rows(1);
+  expect_nothing_of(after, vm);
+  for (const std::string name : {"foreign0", "other0"}) {
+    SCOPED_TRACE(name);
+    ASSERT_EQ(after.ports.count(name), 1u) << "Port " << name << " was removed";
+    EXPECT_EQ(after.ports.at(name).uuid, before.ports.at(name).uuid);
+    EXPECT_TRUE(after.ports.at(name).in_bridge);
+    ASSERT_EQ(after.interfaces.count(name), 1u) << "Interface " << name << " was removed";
+    EXPECT_EQ(after.interfaces.at(name).uuid, before.interfaces.at(name).uuid);
+  }
+  ASSERT_EQ(after.qos.count(*foreign_qos), 1u) << "the foreign QoS row was removed";
+  EXPECT_EQ(after.ports.at("foreign0").qos, *foreign_qos);
+  EXPECT_EQ(after.qos.at(*foreign_qos).other_config, before.qos.at(*foreign_qos).other_config);
+  expect_config_on(rows(2), vm);
+  expect_clean(verify());
+}
+
+}  // namespace
+}  // namespace steward::testing
