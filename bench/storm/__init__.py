@@ -1,0 +1,1 @@
+"""Migration-storm benchmark driver (see bench/run-migration-storm.sh)."""

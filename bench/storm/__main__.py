@@ -1,0 +1,289 @@
+"""Migration storm: Steward against ovs-vsctl, the Python IDL and the floor, in one run.
+
+Run through bench/run-migration-storm.sh, which owns the work directory and cleans it up.
+Phases (each on its own set of four ovsdb-server switches holding the same rows):
+  1. Steward: 4 switches, the daemon, 4 hosts and the VMs registered, placement verified, the
+     switches' databases saved as the starting point of the baselines;
+  2. the storm: the first host evacuated by concurrent phase-less migrations, then verified;
+  3. idle: single migrations one at a time on the idle controller;
+  4. ovs-vsctl, 5. Python IDL, 6. the floor, each from the saved databases;
+  7. docs/benchmarks.md.
+"""
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+
+from . import baselines, procs, report, steward, switches, workload
+
+HOST_COUNT = 4
+
+
+class Run:
+    def __init__(self, args):
+        self.args = args
+        self.processes = procs.Processes()
+        self.started = time.monotonic()
+        self.hosts, self.vms = workload.make_inventory(args.vms, HOST_COUNT, args.on_first_host)
+        self.vm_by_id = {vm["id"]: vm for vm in self.vms}
+        self.storm = workload.evacuation(self.vms, "host-1", [h["id"] for h in self.hosts[1:]])
+        self.snapshots = {}
+        self.results = {}
+
+    def progress(self, text):
+        print("[{:6.1f}s] {}".format(time.monotonic() - self.started, text), flush=True)
+
+    def path(self, *parts):
+        return os.path.join(self.args.work_dir, *parts)
+
+    def write_json(self, name, value):
+        with open(self.path(name), "w") as out:
+            json.dump(value, out)
+        return self.path(name)
+
+    # --- switches ---------------------------------------------------------------------------
+
+    def start_switches(self, label, from_snapshots):
+        started = {}
+        for host in self.hosts:
+            switch = switches.Switch(self.processes, self.path(label, host["switch"]),
+                                     host["switch"])
+            switch.create(self.snapshots[host["id"]] if from_snapshots else None)
+            started[host["id"]] = switch
+        return started
+
+    def stop_switches(self, started):
+        for switch in started.values():
+            switch.stop()
+
+    def check_switches(self, started, moved, label):
+        """Every VM's ports on exactly the switch of its host after `moved` (vm -> host), with
+        their QoS rows and nothing else left behind. Raises when anything differs."""
+        placement = {vm["id"]: moved.get(vm["id"], vm["host"]) for vm in self.vms}
+        problems = []
+        for host, switch in started.items():
+            ports, qos_rows = switch.ports()
+            wanted = {i["device"]: i for vm in self.vms if placement[vm["id"]] == host
+                      for i in vm["interfaces"]}
+            wanted_qos = sum(1 for i in wanted.values() if i.get("egress_max_rate_bps", 0) > 0)
+            missing = sorted(set(wanted) - set(ports))
+            extra = sorted(set(ports) - set(wanted))
+            if missing or extra or qos_rows != wanted_qos:
+                problems.append("{}: {} ports missing {}, {} extra {}, {} QoS rows (want {})"
+                                .format(host, len(missing), missing[:3], len(extra), extra[:3],
+                                        qos_rows, wanted_qos))
+        if problems:
+            raise RuntimeError("{}: switches do not hold what they should:\n  {}".format(
+                label, "\n  ".join(problems)))
+        self.progress("{}: every switch holds exactly its VMs' ports and QoS rows".format(label))
+
+    # --- Steward ------------------------------------------------------------------------------
+
+    def steward(self):
+        self.progress("steward: starting 4 ovsdb-server switches and the controller")
+        started = self.start_switches("steward", from_snapshots=False)
+        daemon = steward.Daemon(self.processes, self.args.steward, self.path("steward", "daemon"))
+        api = daemon.start()
+        specs = [{"id": s.id, "endpoint": s.endpoint, "bridge": switches.BRIDGE}
+                 for s in started.values()]
+        self.progress("steward: registering {} hosts and {} VMs".format(len(self.hosts),
+                                                                          len(self.vms)))
+        steward.register(api, specs, self.hosts, self.vms, self.progress)
+        report_ = steward.wait_until_placed(api, 300, self.progress)
+        self.progress("steward: placement verified ({} VMs)".format(report_["vms_checked"]))
+        self.check_switches(started, {}, "steward setup")
+        for host, switch in started.items():
+            self.snapshots[host] = self.path("snapshot-" + host + ".db")
+            switch.backup(self.snapshots[host])
+
+        self.storm_phase(api, started)
+        self.idle_phase(api)
+        daemon.stop()
+        self.stop_switches(started)
+
+    def storm_phase(self, api, started):
+        before = steward.metrics(api)
+        self.progress("storm: {} concurrent migrations off host-1 ({} connections)".format(
+            len(self.storm), self.args.connections))
+        out = self.path("storm.json")
+        procs.run([self.args.storm_client, "--port", str(api.port), "--token-file",
+                   self.path("steward", "daemon", "token"), "--migrations",
+                   self.write_json("storm-migrations.json", self.storm), "--out", out,
+                   "--connections", str(self.args.connections)], timeout=600)
+        after = steward.metrics(api)
+        with open(out) as results:
+            storm = json.load(results)
+        self.results["steward"] = self.steward_figures(storm)
+        self.results["steward_metrics"] = metric_deltas(before, after)
+        self.progress("storm: {count} migrations in {wall_s:.2f} s = {rate:.0f}/s".format(
+            **self.results["steward"]))
+        verify = api.call("GET", "/v1/verify")
+        if not verify["clean"] or verify["in_flight"]:
+            raise RuntimeError("storm: /v1/verify is not clean: {}".format(
+                json.dumps(verify["problems"][:5])))
+        self.progress("storm: /v1/verify clean ({} VMs)".format(verify["vms_checked"]))
+        self.check_switches(started, {m["vm"]: m["target_host"] for m in self.storm},
+                            "steward storm")
+
+    def steward_figures(self, storm):
+        rows = storm["migrations"]
+        bad = [r for r in rows if r["status"] != 202 or not r["record"]
+               or r["record"]["state"] != "completed"]
+        if bad:
+            raise RuntimeError("storm: {} migrations did not complete, e.g. {}".format(
+                len(bad), json.dumps(bad[0])[:400]))
+        wall_s = (storm["settled_us"] - storm["first_sent_us"]) / 1e6
+        figures = report.summary(len(rows), wall_s,
+                                 [r["record"]["target_ready_ms"] for r in rows],
+                                 [r["record"]["source_cleaned_ms"] for r in rows])
+        post_ms = [(r["answered_us"] - r["sent_us"]) / 1e3 for r in rows]
+        figures["intake_s"] = (storm["last_answered_us"] - storm["first_sent_us"]) / 1e6
+        figures["post_p50"] = report.percentile(post_ms, 50)
+        figures["post_p99"] = report.percentile(post_ms, 99)
+        figures["retries"] = sum(r["record"]["attempts"] for r in rows)
+        return figures
+
+    def idle_phase(self, api):
+        # Back to host-1, one at a time: the VMs the storm moved first.
+        moves = [{"vm": m["vm"], "source_host": m["target_host"], "target_host": "host-1"}
+                 for m in self.storm[:self.args.idle]]
+        self.progress("idle: {} single migrations, one at a time".format(len(moves)))
+        out = self.path("idle.json")
+        procs.run([self.args.storm_client, "--port", str(api.port), "--token-file",
+                   self.path("steward", "daemon", "token"), "--migrations",
+                   self.write_json("idle-migrations.json", moves), "--out", out, "--sequential",
+                   "--gap-ms", "10"], timeout=600)
+        with open(out) as results:
+            rows = json.load(results)["migrations"]
+        bad = [r for r in rows if not r["record"] or r["record"].get("state") != "completed"]
+        if bad:
+            raise RuntimeError("idle: {} migrations did not complete, e.g. {}".format(
+                len(bad), json.dumps(bad[0])[:400]))
+        target = [r["record"]["target_ready_ms"] for r in rows]
+        round_trip = [(r["answered_us"] - r["sent_us"]) / 1e3 for r in rows]
+        self.results["idle"] = {
+            "count": len(rows), "target_p50": report.percentile(target, 50),
+            "target_p99": report.percentile(target, 99),
+            "source_p50": report.percentile([r["record"]["source_cleaned_ms"] for r in rows], 50),
+            "source_p99": report.percentile([r["record"]["source_cleaned_ms"] for r in rows], 99),
+            "round_trip_p50": report.percentile(round_trip, 50),
+            "round_trip_p99": report.percentile(round_trip, 99)}
+        self.progress("idle: target ready p50 {target_p50:.2f} ms, p99 {target_p99:.2f} ms".format(
+            **self.results["idle"]))
+        verify = api.call("GET", "/v1/verify")
+        if not verify["clean"]:
+            raise RuntimeError("idle: /v1/verify is not clean")
+
+    # --- baselines ----------------------------------------------------------------------------
+
+    def vsctl_phase(self):
+        subset = self.storm[:self.args.vsctl_migrations]
+        self.progress("ovs-vsctl: {} of the {} migrations, {} workers".format(
+            len(subset), len(self.storm), self.args.vsctl_workers))
+        started = self.start_switches("vsctl", from_snapshots=True)
+        timings = baselines.run_vsctl(started, self.vm_by_id, subset, self.args.vsctl_workers)
+        self.results["vsctl"] = timing_figures(timings)
+        self.results["vsctl"]["workers"] = self.args.vsctl_workers
+        self.results["vsctl"]["calls"] = sum(
+            1 + len(workload.vsctl_remove(self.vm_by_id[m["vm"]], switches.BRIDGE))
+            for m in subset)
+        self.progress("ovs-vsctl: {count} migrations in {wall_s:.2f} s = {rate:.1f}/s".format(
+            **self.results["vsctl"]))
+        self.check_switches(started, {m["vm"]: m["target_host"] for m in subset}, "ovs-vsctl")
+        self.stop_switches(started)
+
+    def idl_phase(self):
+        self.progress("python idl: {} migrations, one agent, one IDL per switch".format(
+            len(self.storm)))
+        started = self.start_switches("idl", from_snapshots=True)
+        agent = baselines.IdlAgent(started)
+        timings = baselines.run_idl(agent, self.vm_by_id, self.storm)
+        agent.close()
+        self.results["idl"] = timing_figures(timings)
+        self.progress("python idl: {count} migrations in {wall_s:.2f} s = {rate:.0f}/s".format(
+            **self.results["idl"]))
+        self.check_switches(started, {m["vm"]: m["target_host"] for m in self.storm},
+                            "python idl")
+        self.stop_switches(started)
+
+    def floor_phase(self):
+        self.progress("floor: {} migrations' transactions, pipelined, no controller".format(
+            len(self.storm)))
+        started = self.start_switches("floor", from_snapshots=True)
+        out = self.path("floor.json")
+        argv = [self.args.floor_client, "--vms", self.write_json("vms.json", self.vms),
+                "--migrations", self.path("storm-migrations.json"), "--out", out]
+        for host, switch in started.items():
+            argv += ["--switch", "{}={}".format(host, switch.endpoint)]
+        procs.run(argv, timeout=600)
+        with open(out) as results:
+            floor = json.load(results)
+        if floor["errors"]:
+            raise RuntimeError("floor: {} transactions failed".format(floor["errors"]))
+        rows = floor["migrations"]
+        wall_s = (max(r["remove_done_us"] for r in rows) - min(r["install_sent_us"] for r in rows))
+        self.results["floor"] = report.summary(
+            len(rows), wall_s / 1e6,
+            [(r["install_done_us"] - r["install_sent_us"]) / 1e3 for r in rows],
+            [(r["remove_done_us"] - r["install_sent_us"]) / 1e3 for r in rows])
+        self.progress("floor: {count} migrations in {wall_s:.2f} s = {rate:.0f}/s".format(
+            **self.results["floor"]))
+        self.check_switches(started, {m["vm"]: m["target_host"] for m in self.storm}, "floor")
+        self.stop_switches(started)
+
+
+def timing_figures(timings):
+    """Figures of (started, target committed, source committed) tuples, in seconds."""
+    wall_s = max(t[2] for t in timings) - min(t[0] for t in timings)
+    return report.summary(len(timings), wall_s, [(t[1] - t[0]) * 1e3 for t in timings],
+                          [(t[2] - t[0]) * 1e3 for t in timings])
+
+
+def metric_deltas(before, after):
+    """What the storm added to the daemon's counters and histograms (sums and counts)."""
+    return {name: after[name] - before.get(name, 0.0) for name in after
+            if name.endswith(("_sum", "_count", "_total")) or "_total{" in name
+            or "_sum{" in name or "_count{" in name}
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(prog="run-migration-storm.sh", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work-dir", required=True)
+    parser.add_argument("--steward", required=True, help="the steward binary")
+    parser.add_argument("--storm-client", required=True)
+    parser.add_argument("--floor-client", required=True)
+    parser.add_argument("--doc", required=True, help="docs/benchmarks.md")
+    parser.add_argument("--command", required=True, help="the command line, for the doc")
+    parser.add_argument("--vms", type=int, default=2000)
+    parser.add_argument("--on-first-host", type=int, default=1000)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--idle", type=int, default=200)
+    parser.add_argument("--vsctl-migrations", type=int, default=100)
+    parser.add_argument("--vsctl-workers", type=int, default=4)
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    run = Run(args)
+    try:
+        run.results["machine"] = report.machine()
+        run.steward()
+        run.vsctl_phase()
+        run.idl_phase()
+        run.floor_phase()
+        text = report.render(args, run.results)
+        report.replace_section(args.doc, text)
+        print(text)
+        run.progress("wrote {}".format(args.doc))
+    finally:
+        run.processes.stop_all()
+
+
+if __name__ == "__main__":
+    main()

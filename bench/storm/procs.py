@@ -1,0 +1,69 @@
+"""Child processes the benchmark starts, owned by PID and ended by PID.
+
+Every child gets SIGTERM from the kernel if this driver dies first (PR_SET_PDEATHSIG), and
+Processes.stop_all() ends whatever is still running (SIGTERM, then SIGKILL after a grace
+period). Nothing is ever ended by name.
+"""
+
+import ctypes
+import os
+import signal
+import subprocess
+import time
+
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _die_with_parent():
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class Processes:
+    def __init__(self):
+        self._running = {}  # pid -> (name, Popen)
+
+    def spawn(self, name, argv, log_path, env=None):
+        with open(log_path, "ab") as log:
+            child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                     env=env, preexec_fn=_die_with_parent, close_fds=True)
+        self._running[child.pid] = (name, child)
+        return child
+
+    def alive(self, child):
+        return child.poll() is None
+
+    def stop(self, child, grace=5.0):
+        if child.pid not in self._running:
+            return
+        del self._running[child.pid]
+        if child.poll() is not None:
+            return
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+    def stop_all(self):
+        for _, child in list(self._running.values()):
+            self.stop(child)
+
+
+def run(argv, env=None, timeout=60, check=True):
+    """Runs a short command to completion; returns its stdout as text."""
+    done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=env,
+                          timeout=timeout, preexec_fn=_die_with_parent)
+    if check and done.returncode != 0:
+        raise RuntimeError("{} failed ({}): {}".format(
+            " ".join(argv[:4]), done.returncode, done.stderr.decode(errors="replace").strip()))
+    return done.stdout.decode()
+
+
+def wait_for(condition, timeout, what, step=0.005):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError("timed out after {:.0f} s waiting for {}".format(timeout, what))
+        time.sleep(step)

@@ -1,0 +1,173 @@
+"""Figures and the docs/benchmarks.md section of the migration storm."""
+
+import datetime
+import os
+import platform
+import re
+
+SECTION = "## Controller: migration storm"
+
+INTRO = """# Benchmarks
+
+Whole-system measurements of Steward's components, each run against real peers with its
+baselines side by side in the same run (DESIGN.md §5). Every figure below was written by the
+benchmark that measured it; the command that reproduces it is given with it. Each component owns
+one `##` section and rewrites only that one.
+"""
+
+
+def percentile(values, p):
+    """Nearest-rank percentile (p in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * p // 100))  # ceil(n * p / 100)
+    return ordered[int(rank) - 1]
+
+
+def summary(count, wall_s, target_ms, source_ms):
+    return {"count": count, "wall_s": wall_s, "rate": count / wall_s if wall_s > 0 else 0.0,
+            "target_p50": percentile(target_ms, 50), "target_p99": percentile(target_ms, 99),
+            "source_p50": percentile(source_ms, 50), "source_p99": percentile(source_ms, 99)}
+
+
+def machine():
+    model = "unknown"
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/loadavg") as loadavg:
+        load = " ".join(loadavg.read().split()[:3])
+    return {"nproc": os.cpu_count(), "cpu": model, "kernel": platform.release(), "load": load,
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def replace_section(path, text):
+    """Writes `text` (starting with SECTION) into `path`, replacing only that section."""
+    if os.path.exists(path):
+        with open(path) as current:
+            document = current.read()
+    else:
+        document = INTRO
+    pattern = re.compile(r"^" + re.escape(SECTION) + r"\n.*?(?=^## |\Z)", re.M | re.S)
+    if pattern.search(document):
+        document = pattern.sub(lambda _: text.rstrip("\n") + "\n\n", document, count=1)
+    else:
+        document = document.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
+    with open(path, "w") as out:
+        out.write(document.rstrip("\n") + "\n")
+
+
+def _row(name, figures, detail=""):
+    f = figures
+    return "| {} | {} | {:.2f} | {:.1f} | {:.2f} / {:.2f} | {:.2f} / {:.2f} |{}".format(
+        name, f["count"], f["wall_s"], f["rate"], f["target_p50"], f["target_p99"],
+        f["source_p50"], f["source_p99"], detail)
+
+
+def targets(results):
+    """[(target, required, measured, met)] from the figures of one run."""
+    steward, floor = results["steward"]["rate"], results["floor"]["rate"]
+    vsctl, idl = results["vsctl"]["rate"], results["idl"]["rate"]
+    idle_p99 = results["idle"]["target_p99"]
+    return [
+        ("throughput vs ovs-vsctl", ">= 20x", "{:.1f}x".format(steward / vsctl),
+         steward >= 20 * vsctl),
+        ("throughput vs Python IDL", ">= 5x", "{:.1f}x".format(steward / idl), steward >= 5 * idl),
+        ("throughput vs floor", "Steward >= floor / 1.5 (floor/Steward <= 1.5)",
+         "floor/Steward = {:.2f}".format(floor / steward), steward >= floor / 1.5),
+        ("idle single migration, message -> target committed", "p99 < 50 ms",
+         "p99 = {:.2f} ms".format(idle_p99), idle_p99 < 50),
+    ]
+
+
+def _metric(metrics, name):
+    return metrics.get(name, 0.0)
+
+
+def _step_means(metrics):
+    parts = []
+    for step in ("install_target", "remove_source"):
+        total = _metric(metrics, 'steward_migration_step_seconds_sum{step="%s"}' % step)
+        count = _metric(metrics, 'steward_migration_step_seconds_count{step="%s"}' % step)
+        if count:
+            parts.append("{} {:.2f} ms mean over {:.0f} steps".format(step, total / count * 1e3,
+                                                                      count))
+    return "; ".join(parts) if parts else "not reported"
+
+
+def render(args, results):
+    m, s, idle = results["machine"], results["steward"], results["idle"]
+    vs, idl, floor = results["vsctl"], results["idl"], results["floor"]
+    met = targets(results)
+    lines = [
+        SECTION, "",
+        "Host evacuation on real Open vSwitch databases (`ovsdb-server`, vswitch schema, bridge "
+        "`br-int`, datapath_type netdev; no `ovs-vswitchd`): {vms} VMs with 1-2 interfaces each "
+        "(access VLAN or trunks, some ingress policing, some egress max-rate as a QoS row) on 4 "
+        "hosts, {storm} of them on host-1, which is evacuated by {storm} concurrent phase-less "
+        "migrations spread over hosts 2-4. Every system below starts from the same rows (the "
+        "switches' databases saved after Steward placed the VMs) and does the same switch work; "
+        "afterwards each switch is read back and must hold exactly its VMs' ports and QoS rows, "
+        "and Steward's `GET /v1/verify` must be clean.".format(vms=args.vms, storm=s["count"]),
+        "",
+        "- date: {}".format(m["date"]),
+        "- machine: {} cores (`nproc`), {}, kernel {}; load average at start {}".format(
+            m["nproc"], m["cpu"], m["kernel"], m["load"]),
+        "- command: `{}`".format(args.command),
+        "",
+        "| system | migrations | wall s | migrations/s | target committed p50 / p99 ms "
+        "| source cleaned p50 / p99 ms |",
+        "|---|---|---|---|---|---|",
+        _row("Steward (HTTP API, {} keep-alive connections)".format(args.connections), s),
+        _row("ovs-vsctl, one process per step, {} workers ({} of {} migrations, {} calls)".format(
+            vs["workers"], vs["count"], s["count"], vs["calls"]), vs),
+        _row("Python IDL agent, commit_block per step", idl),
+        _row("floor: Steward's transactions pipelined, no controller", floor),
+        "| Steward idle, single migrations one at a time | {} | - | - | {:.2f} / {:.2f} | "
+        "{:.2f} / {:.2f} |".format(idle["count"], idle["target_p50"], idle["target_p99"],
+                                   idle["source_p50"], idle["source_p99"]),
+        "",
+        "| target (issue 2) | required | measured | met |",
+        "|---|---|---|---|",
+    ]
+    lines += ["| {} | {} | {} | {} |".format(t, r, v, "yes" if ok else "**no**")
+              for t, r, v, ok in met]
+    yes = [t for t, _, _, ok in met if ok]
+    no = [t for t, _, _, ok in met if not ok]
+    lines += ["", "Met: {}. Not met: {}.".format("; ".join(yes) or "none",
+                                                 "; ".join(no) or "none"), ""]
+    lines += [
+        "How the figures are taken:",
+        "- migrations/s = migrations / wall time from the first message (Steward: first "
+        "`POST /v1/migrations` sent; baselines and floor: first step started) to the last "
+        "source cleaned (Steward: the first `/healthz` poll, every 2 ms, that shows no "
+        "migration in flight).",
+        "- Steward's latencies are its migration records: `target_ready_ms` (message journaled "
+        "-> target switch committed) and `source_cleaned_ms` (complete message -> source "
+        "committed; a phase-less message is also the complete message). The baselines and the "
+        "floor measure the same span from the moment they take the migration up (its first "
+        "step starts or its install is queued).",
+        "- Steward's intake: all {} POSTs answered {:.2f} s after the first was sent; POST "
+        "round trip p50 {:.2f} ms, p99 {:.2f} ms; {} step retries.".format(
+            s["count"], s["intake_s"], s["post_p50"], s["post_p99"], s["retries"]),
+        "- Steward's switch steps during the storm (daemon `/metrics`): {}.".format(
+            _step_means(results["steward_metrics"])),
+        "- Idle: each migration is sent with `?wait=` and the next one 10 ms after its answer; "
+        "client round trip (message sent -> answer once source cleaned) p50 {:.2f} ms, p99 "
+        "{:.2f} ms.".format(idle["round_trip_p50"], idle["round_trip_p99"]),
+        "- ovs-vsctl runs `--no-wait` (there is no ovs-vswitchd to wait for). It cannot delete "
+        "a Port and its QoS row in one transaction (its IDL leaves the orphaned Port to the "
+        "server's garbage collection, which comes after the reference check that refuses the "
+        "QoS delete), so a VM with an egress limit takes two calls on its source. Each call "
+        "reads the whole bridge, so it is slow on a bridge with ~1,400 ports, and the run "
+        "measures a subset of the migrations (`--vsctl-migrations`).",
+        "- The Python IDL agent registers the Bridge, Port, Interface and QoS tables with all "
+        "their columns, keeps an index on Port.name and runs the migrations one after the "
+        "other, each step committed with `commit_block`.",
+        "- The floor (`bench/floor_client.cpp`) builds every transaction beforehand with "
+        "Steward's own builder (`ovsdb::plan_install` / `plan_remove`), sends all installs at "
+        "once on one unix-socket connection per switch and each remove as soon as its install "
+        "is confirmed, and checks every reply as Steward does.",
+    ]
+    return "\n".join(lines) + "\n"
