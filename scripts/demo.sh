@@ -17,6 +17,8 @@
 # 7. stops everything it started, by PID, and removes its namespaces and temporary directory, also
 #    on failure and on Ctrl-C. A system-wide OVS, if one runs, is never touched.
 #
+# Options: --keep leaves the temporary directory (logs, OVS databases, controller store) for
+# inspection; --no-deps and --no-build skip step 1's install and build (for quick re-runs).
 # Exit codes: 0 every VM's configuration is on exactly its current switch; 1 a step failed;
 # 2 bad usage; 3 the demo ran but some VM's configuration is misplaced; 130/143 interrupted.
 set -euo pipefail
@@ -38,7 +40,7 @@ run_deps=true
 run_build=true
 
 usage() {
-  sed -n '2,21s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+  sed -n '2,23s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
 for arg in "$@"; do
@@ -67,9 +69,10 @@ step_number=0
 readonly kStepCount=7
 declare -a timings=()
 
-# Seconds since `since` (an EPOCHREALTIME value), with one decimal.
+# Seconds since $1 (an EPOCHREALTIME value), with one decimal. Digits only: the separator
+# follows the locale.
 elapsed() {
-  local now=${EPOCHREALTIME/./} then=${1/./}
+  local now=${EPOCHREALTIME//[!0-9]/} then=${1//[!0-9]/}
   local tenths=$(((now - then) / 100000))
   printf '%d.%d' $((tenths / 10)) $((tenths % 10))
 }
@@ -98,6 +101,17 @@ show_tail() {
   tail -n "$lines" "$log" | sed 's/^/    | /'
 }
 
+# Prints the controller log's last warnings and errors (lines "<time> W ..." / "<time> E ...").
+show_controller_problems() {
+  local log=$work/controller.log
+  [ -s "$log" ] || return 0
+  local problems
+  problems=$(grep -E '^[0-9T:.-]+ [WE] ' "$log" | tail -n 15)
+  [ -n "$problems" ] || return 0
+  printf '    --- last warnings and errors in %s ---\n' "$log"
+  printf '%s\n' "$problems" | sed 's/^/    | /'
+}
+
 # fail MESSAGE [LOG...]: says what failed, shows the logs' tails, exits 1 (cleanup runs on EXIT).
 fail() {
   local message=$1
@@ -107,8 +121,15 @@ fail() {
   local log
   for log in "$@"; do
     show_tail "$log" >&2
+    [ "$log" = "$work/controller.log" ] && show_controller_problems >&2
   done
-  [ -n "$work" ] && printf 'demo: logs are in %s (kept with --keep)\n' "$work" >&2
+  if [ -n "$work" ]; then
+    if $keep; then
+      printf 'demo: every log is in %s (kept: --keep)\n' "$work" >&2
+    else
+      printf 'demo: logs are in %s, removed on exit; rerun with --keep to keep them\n' "$work" >&2
+    fi
+  fi
   exit 1
 }
 
@@ -152,6 +173,7 @@ cleanup() {
   local status=$?
   $cleaned && return
   cleaned=true
+  [ -n "$work" ] || return "$status"  # nothing was created yet
   restore_output
   trap '' INT TERM
   set +e
@@ -227,6 +249,28 @@ printf 'repo %s\nwork %s (logs here)\n' "$repo" "$work"
 unset STEWARD_URL STEWARD_TOKEN
 
 # --- 1. dependencies and build ------------------------------------------------------------------
+# Copies the build output to `log` and shows ninja's [done/total] counter: in place on a
+# terminal, else one line per tenth of the work (a first build takes minutes on two cores).
+build_progress() {
+  local log=$1 line shown=-1 done_count total tenth
+  while IFS= read -r line; do
+    printf '%s\n' "$line" >>"$log"
+    [[ $line =~ ^\[([0-9]+)/([0-9]+)\] ]] || continue
+    done_count=${BASH_REMATCH[1]}
+    total=${BASH_REMATCH[2]}
+    if [ -t 1 ]; then
+      printf '\r    building: %d/%d' "$done_count" "$total"
+      [ "$done_count" -eq "$total" ] && printf '\n'
+    else
+      tenth=$((done_count * 10 / total))
+      if [ "$tenth" -gt "$shown" ]; then
+        shown=$tenth
+        printf '    building: %d/%d %s\n' "$done_count" "$total" "${line#*] }"
+      fi
+    fi
+  done
+}
+
 build_steward() {
   local log=$work/build.log
   if $run_deps; then
@@ -236,9 +280,11 @@ build_steward() {
   fi
   if $run_build; then
     say "cmake --preset default && cmake --build build --target steward (log: $log)"
+    local status=0
     (cd "$repo" && cmake --preset default && cmake --build build --target steward -j"$(nproc)") \
-      >"$log" 2>&1 || fail "build failed" "$log"
-    say "$(grep -E '^\[[0-9]+/[0-9]+\]' "$log" | tail -n 1 || echo 'build: nothing to do')"
+      2>&1 | build_progress "$log" || status=$?
+    [ "$status" -eq 0 ] || fail "build failed (exit $status)" "$log"
+    if grep -q '^ninja: no work to do' "$log"; then say "build/src/cli/steward is up to date"; fi
   fi
   [ -x "$steward" ] || fail "$steward does not exist; run without --no-build"
 }
@@ -356,7 +402,8 @@ switch_states() {
   healthz | python3 -c '
 import json, sys
 switches = json.load(sys.stdin)["switches"]
-print(" ".join("%s=%s" % (k, v["state"]) for k, v in sorted(switches.items())))
+print(" ".join("%s=%s" % (k, v["state"]) + (" (%s)" % v["error"] if "error" in v else "")
+               for k, v in sorted(switches.items())))
 sys.exit(0 if len(switches) == int(sys.argv[1]) and
          all(v["state"] == "ready" for v in switches.values()) else 1)' "$kSwitchCount"
 }
