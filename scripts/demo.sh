@@ -379,6 +379,15 @@ healthz() {
   curl -fsS --max-time 5 "http://127.0.0.1:$port/healthz"
 }
 
+# True once the controller has written its port file (a whole number) and answers /healthz.
+controller_answers() {
+  local written
+  written=$(cat "$work/controller.port" 2>/dev/null) || return 1
+  [[ $written =~ ^[0-9]+$ ]] || return 1
+  port=$written
+  healthz >/dev/null 2>&1
+}
+
 start_controller() {
   local log=$work/controller.log
   "$steward" controller run --listen 127.0.0.1 --port 0 --port-file "$work/controller.port" \
@@ -386,8 +395,7 @@ start_controller() {
     </dev/null >"$log" 2>&1 3>&- 4>&- &
   controller_pid=$!
   local deadline=$((SECONDS + kStartTimeout))
-  until [[ "$(cat "$work/controller.port" 2>/dev/null)" =~ ^[0-9]+$ ]] && port=$(cat "$work/controller.port") &&
-    healthz >/dev/null 2>&1; do
+  until controller_answers; do
     kill -0 "$controller_pid" 2>/dev/null || fail "the controller exited during start-up" "$log"
     [ "$SECONDS" -lt "$deadline" ] || fail "the controller did not answer /healthz" "$log"
     sleep 0.05
@@ -456,11 +464,14 @@ placement_status=0
 verify_summary=""
 placement_summary=""
 
+migrations_in_flight() {
+  healthz | python3 -c 'import json, sys; print(json.load(sys.stdin)["migrations_in_flight"])'
+}
+
 # Waits until no migration is in flight, so the checks see where the trace left every VM.
 wait_until_idle() {
   local deadline=$((SECONDS + kSettleTimeout)) active
-  while active=$(healthz | python3 -c 'import json,sys; print(json.load(sys.stdin)["migrations_in_flight"])') &&
-    [ "$active" != 0 ]; do
+  while active=$(migrations_in_flight) && [ "$active" != 0 ]; do
     [ "$SECONDS" -lt "$deadline" ] || { say "still $active migrations in flight"; return 0; }
     sleep 0.1
   done
@@ -491,7 +502,7 @@ check_placement() {
     fail "steward controller vm list failed" "$work/vms.err"
   dump_switches
   set +e
-  python3 - "$work" "$demo_dir/expected-hosts.json" "$kSwitchCount" <<'EOF' | tee "$work/placement.out" | sed 's/^/    /'
+  python3 - "$work" "$demo_dir/expected-hosts.json" "$kSwitchCount" <<'EOF' |
 import json, sys
 
 work, expected_path, switch_count = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -562,6 +573,7 @@ print(f"placement: {len(expected)} VMs against expected-hosts.json; Steward rows
       f"{len(problems)} problems")
 sys.exit(3 if problems else 0)
 EOF
+    tee "$work/placement.out" | sed 's/^/    /'
   placement_status=${PIPESTATUS[0]}
   placement_summary=$(tail -n 1 "$work/placement.out")
   set -e
