@@ -378,26 +378,21 @@ void add_config(CLI::App& controller, std::function<int()>& action, Shared& shar
   });
 }
 
-void add_import(CLI::App& controller, std::function<int()>& action, Shared& shared) {
-  auto file = std::make_shared<std::string>();
-  auto* import = controller.add_subcommand(
-      "import", "Load an inventory file {switches:[], hosts:[], vms:[]} (idempotent)");
-  import->add_option("file", *file, "Inventory JSON (- for stdin)")->required();
-  import->callback([&action, &shared, file] {
-    action = [&shared, file] {
-      auto text = read_input(*file);
+int import_inventory(Shared& shared, const std::string& file) {
+  auto text = read_input(file);
   if (!text) return fail(text.error().message);
   boost::system::error_code ec;
   auto inventory = json::parse(*text, ec);
-  if (ec || !inventory.is_object()) return fail(fmt::format("{}: not a JSON object", *file));
+  if (ec || !inventory.is_object()) return fail(fmt::format("{}: not a JSON object", file));
   auto client = ApiClient::connect(shared.client);
   if (!client) return fail(client.error().message);
   size_t count = 0;
+  // Order matters: hosts refer to switches, VMs to hosts.
   for (auto [key, path] :
        {std::pair{"switches", "/v1/switches/"}, {"hosts", "/v1/hosts/"}, {"vms", "/v1/vms/"}}) {
     auto* items = inventory.as_object().if_contains(key);
     if (!items) continue;
-    if (!items->is_array()) return fail(fmt::format("{}: '{}' must be an array", *file, key));
+    if (!items->is_array()) return fail(fmt::format("{}: '{}' must be an array", file, key));
     for (const auto& item : items->as_array()) {
       std::string id = text_of(item, "id");
       auto answer = (*client)->call("PUT", path + percent_encode(id), json::serialize(item));
@@ -405,12 +400,19 @@ void add_import(CLI::App& controller, std::function<int()>& action, Shared& shar
       count++;
     }
   }
-  fmt::print("imported {} objects from {}\n", count, *file);
+  fmt::print("imported {} objects from {}\n", count, file);
   return kExitOk;
-};
-}  // namespace
-);
-}  // namespace steward::cli
+}
+
+void add_import(CLI::App& controller, std::function<int()>& action, Shared& shared) {
+  auto file = std::make_shared<std::string>();
+  auto* command = controller.add_subcommand(
+      "import", "Load an inventory file {switches:[], hosts:[], vms:[]} (idempotent)");
+  command->add_option("file", *file, "Inventory JSON (- for stdin)")->required();
+  command->callback([&action, &shared, file] {
+    action = [&shared, file] { return import_inventory(shared, *file); };
+  });
+}
 
 void add_migrations(CLI::App& controller, std::function<int()>& action, Shared& shared) {
   struct MigrateSpec {

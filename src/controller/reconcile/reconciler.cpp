@@ -149,15 +149,20 @@ void Reconciler::reconcile_vm(const std::string& vm) {
   for (const Drift& item : find_drift(directory_, rows_by_switch, &engine_)) {
     if (item.vm != vm) continue;
     if (!locks_.try_lock(vm)) return request();
-    repair(item);
+    repair(item, true);
   }
 }
 
-void Reconciler::repair(const Drift& drift) {
+void Reconciler::repair(const Drift& drift, bool known_change) {
   SwitchClient* client = switches_.find(drift.switch_id);
   const Vm* vm = directory_.find_vm(drift.vm);
-  repairs_.inc({{"kind", to_string(drift.kind)}});
-  log_->info("repair vm={} switch={} drift={}", drift.vm, drift.switch_id, to_string(drift.kind));
+  if (known_change) {
+    log_->debug("apply vm={} switch={} change={}", drift.vm, drift.switch_id,
+                to_string(drift.kind));
+  } else {
+    repairs_.inc({{"kind", to_string(drift.kind)}});
+    log_->info("repair vm={} switch={} drift={}", drift.vm, drift.switch_id, to_string(drift.kind));
+  }
   auto done = [this, drift](Status status) {
     locks_.unlock(drift.vm);
     if (!status) {

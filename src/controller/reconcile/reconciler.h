@@ -70,7 +70,8 @@ class Reconciler {
 
  private:
   void arm_periodic();
-  void repair(const Drift& drift);
+  // `known_change`: applying an inventory change (logged at debug), not repairing drift.
+  void repair(const Drift& drift, bool known_change = false);
 
   boost::asio::io_context& io_;
   Directory& directory_;
