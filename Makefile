@@ -3,7 +3,7 @@
 #   make build   configure and build everything (preset "default", directory build/)
 #   make demo    the main job end to end on three real Open vSwitch instances (needs root)
 #   make test    the whole test suite (scripts/test.sh)
-#   make bench   the benchmarks (scripts/bench.sh)
+#   make bench   the benchmarks (bench/run-migration-storm.sh; figures in docs/benchmarks.md)
 # Extra arguments for a script go in ARGS, e.g. `make demo ARGS=--keep`.
 
 .PHONY: deps build demo test bench
@@ -22,4 +22,4 @@ test:
 	bash scripts/test.sh $(ARGS)
 
 bench:
-	bash scripts/bench.sh $(ARGS)
+	bash bench/run-migration-storm.sh $(ARGS)
