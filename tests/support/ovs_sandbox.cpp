@@ -368,9 +368,17 @@ Status OvsSandbox::discover_ports() {
     return all ? ok() : Status(all.error());
   }
 
-  auto added = run_command({"ovs-appctl", "-t", dir_ + "/ovsdb-server.ctl",
-                            "ovsdb-server/add-remote", "pssl:0:127.0.0.1"},
-                           dir_, ovs_env());
+  // The control socket may appear after the database socket.
+  std::string control = dir_ + "/ovsdb-server.ctl";
+  auto deadline = Clock::now() + kStartTimeout;
+  while (!unix_socket_answers(control)) {
+    if (Clock::now() > deadline)
+      return Error::make(ErrorCode::kTimeout, "ovsdb-server did not open {}", control);
+    std::this_thread::sleep_for(kPollStep);
+  }
+  auto added =
+      run_command({"ovs-appctl", "-t", control, "ovsdb-server/add-remote", "pssl:0:127.0.0.1"},
+                  dir_, ovs_env());
   if (!added || added->exit_code != 0)
     return Error::make(ErrorCode::kIo, "ovs-appctl add-remote failed: {}",
                        added ? added->err : added.error().message);
