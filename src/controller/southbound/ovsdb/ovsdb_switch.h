@@ -25,8 +25,10 @@
 // current then); operations on different VMs are pipelined. A transaction whose update matched
 // no row (the cache was stale) is planned again once; a second miss fails with kUnavailable.
 //
-// Ownership: owned by the controller; holds its Connection. Threading: the io_context's thread
-// only, as SwitchClient says. Failures: see SwitchClient; errors name the switch.
+// Ownership: owned by the controller; holds its Connection. The listener must not destroy the
+// client from inside the call. Threading: the io_context's thread only, as SwitchClient says.
+// Failures: see SwitchClient; every error message names the switch. A malformed update from the
+// server drops the session (kUnavailable for what was in flight) and starts a fresh one.
 #pragma once
 
 #include "controller/southbound/ovsdb/cache.h"
