@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <cassert>
+#include <utility>
 
 namespace steward::sqlite {
 namespace {
@@ -33,6 +34,8 @@ Result<std::unique_ptr<Database>> Database::open(const std::string& path) {
 }
 
 Database::~Database() {
+  for (auto& [sql, statement] : cached_)
+    sqlite3_finalize(statement);
   sqlite3_close_v2(handle_);
 }
 
@@ -56,6 +59,16 @@ Result<Statement> Database::prepare(std::string_view sql) {
   return Statement(stmt, handle_);
 }
 
+Result<Statement> Database::prepare_cached(std::string_view sql) {
+  auto found = cached_.find(std::string(sql));
+  if (found != cached_.end()) return Statement(found->second, handle_, true);
+  auto prepared = prepare(sql);
+  if (!prepared) return prepared.error();
+  sqlite3_stmt* statement = std::exchange(prepared->handle_, nullptr);
+  cached_.emplace(std::string(sql), statement);
+  return Statement(statement, handle_, true);
+}
+
 int64_t Database::last_insert_rowid() const {
   return sqlite3_last_insert_rowid(handle_);
 }
@@ -63,22 +76,34 @@ int Database::changes() const {
   return sqlite3_changes(handle_);
 }
 
-Statement::Statement(Statement&& other) noexcept : handle_(other.handle_), db_(other.db_) {
+Statement::Statement(Statement&& other) noexcept
+    : handle_(other.handle_), db_(other.db_), borrowed_(other.borrowed_) {
   other.handle_ = nullptr;
 }
 
 Statement& Statement::operator=(Statement&& other) noexcept {
   if (this != &other) {
-    sqlite3_finalize(handle_);
+    release();
     handle_ = other.handle_;
     db_ = other.db_;
+    borrowed_ = other.borrowed_;
     other.handle_ = nullptr;
   }
   return *this;
 }
 
 Statement::~Statement() {
-  sqlite3_finalize(handle_);
+  release();
+}
+
+void Statement::release() {
+  if (handle_ == nullptr) return;
+  if (borrowed_) {
+    reset();  // back to the cache, ready for the next borrower
+  } else {
+    sqlite3_finalize(handle_);
+  }
+  handle_ = nullptr;
 }
 
 Statement& Statement::bind(int index, std::string_view text) {

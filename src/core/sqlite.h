@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 struct sqlite3;
 struct sqlite3_stmt;
@@ -32,12 +33,19 @@ class Database {
   Status exec(std::string_view sql);
   // Prepares one statement. Errors name the statement.
   Result<Statement> prepare(std::string_view sql);
+  // Like prepare(), but each distinct `sql` is compiled once and kept until the Database is
+  // closed: the Statement returned borrows it, and when destroyed resets it and clears its
+  // bindings instead of finalizing it. For the fixed statements a store runs on every write
+  // (compiling them again each time costs more than running them). At most one borrower of
+  // the same `sql` may be alive at a time.
+  Result<Statement> prepare_cached(std::string_view sql);
   int64_t last_insert_rowid() const;
   int changes() const;
 
  private:
   explicit Database(sqlite3* handle) : handle_(handle) {}
   sqlite3* handle_;
+  std::unordered_map<std::string, sqlite3_stmt*> cached_;
 };
 
 // A prepared statement. Bind parameters are 1-based, columns 0-based, as in SQLite.
@@ -71,9 +79,12 @@ class Statement {
 
  private:
   friend class Database;
-  Statement(sqlite3_stmt* handle, sqlite3* db) : handle_(handle), db_(db) {}
+  Statement(sqlite3_stmt* handle, sqlite3* db, bool borrowed = false)
+      : handle_(handle), db_(db), borrowed_(borrowed) {}
+  void release();
   sqlite3_stmt* handle_;
   sqlite3* db_;
+  bool borrowed_;  // owned by the Database's cache: reset on release, never finalized
 };
 
 // Begins a transaction on construction (BEGIN IMMEDIATE) and rolls it back on destruction

@@ -127,7 +127,7 @@ class SqliteStore final : public Store {
   Status delete_vm(const std::string& id) override { return erase("vms", "vm", id); }
 
   Status insert_migration(Migration& migration) override {
-    auto statement = db_->prepare(
+    auto statement = db_->prepare_cached(
         "INSERT INTO migrations(vm, source_host, target_host, source_switch, target_switch, "
         "wanted, state, origin, created_us, last_issued_us, target_ready_us, "
         "complete_requested_us, source_cleaned_us, finished_us, attempts, last_error) "
@@ -140,7 +140,7 @@ class SqliteStore final : public Store {
   }
 
   Status update_migration(const Migration& migration) override {
-    auto statement = db_->prepare(
+    auto statement = db_->prepare_cached(
         "UPDATE migrations SET vm=?2, source_host=?3, target_host=?4, source_switch=?5, "
         "target_switch=?6, wanted=?7, state=?8, origin=?9, created_us=?10, last_issued_us=?11, "
         "target_ready_us=?12, complete_requested_us=?13, source_cleaned_us=?14, "
@@ -169,7 +169,7 @@ class SqliteStore final : public Store {
   Result<std::optional<Migration>> latest_migration(const std::string& vm,
                                                     const std::string& source_host,
                                                     const std::string& target_host) override {
-    auto statement = db_->prepare(fmt::format(
+    auto statement = db_->prepare_cached(fmt::format(
         "SELECT {} FROM migrations WHERE vm = ?1 AND source_host = ?2 AND target_host = ?3 "
         "ORDER BY id DESC LIMIT 1",
         kMigrationColumns));
@@ -179,7 +179,7 @@ class SqliteStore final : public Store {
   }
 
   Result<std::optional<Migration>> latest_migration(const std::string& vm) override {
-    auto statement = db_->prepare(fmt::format(
+    auto statement = db_->prepare_cached(fmt::format(
         "SELECT {} FROM migrations WHERE vm = ?1 ORDER BY id DESC LIMIT 1", kMigrationColumns));
     if (!statement) return statement.error();
     statement->bind(1, vm);
@@ -187,7 +187,7 @@ class SqliteStore final : public Store {
   }
 
   Result<std::vector<Migration>> list_migrations(const std::string& vm, int limit) override {
-    auto statement = db_->prepare(
+    auto statement = db_->prepare_cached(
         fmt::format("SELECT {} FROM migrations WHERE ?1 = '' OR vm = ?1 ORDER BY id DESC LIMIT ?2",
                     kMigrationColumns));
     if (!statement) return statement.error();
@@ -202,7 +202,7 @@ class SqliteStore final : public Store {
 
   template <typename... Args>
   Status write(std::string_view sql, const Args&... args) {
-    auto statement = db_->prepare(sql);
+    auto statement = db_->prepare_cached(sql);
     if (!statement) return statement.error();
     int index = 1;
     (statement->bind(index++, std::string_view(args)), ...);
