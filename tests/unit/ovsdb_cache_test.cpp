@@ -116,6 +116,16 @@ TEST_F(MonitorCacheTest, APortMovedToAnotherVmChangesBothVms) {
   ASSERT_TRUE(cache_.owned().contains("vm-2"));
 }
 
+TEST_F(MonitorCacheTest, TheDeviceIndexFollowsTheOwnedView) {
+  using Owners = std::unordered_map<std::string, std::string>;
+  EXPECT_EQ(cache_.vm_by_device(), (Owners{{"tap0", "vm-1"}}));
+  EXPECT_TRUE(apply(R"({"Port": {"p1": {"modify": {
+      "external_ids": ["map", [["steward-vm", "vm-2"]]]}}}})"));
+  EXPECT_EQ(cache_.vm_by_device(), (Owners{{"tap0", "vm-2"}}));
+  EXPECT_TRUE(apply(R"({"Bridge": {"b1": {"modify": {"ports": ["uuid", "p1"]}}}})"));
+  EXPECT_TRUE(cache_.vm_by_device().empty());
+}
+
 TEST_F(MonitorCacheTest, ARowThatLosesTheOwnerMarkerIsDropped) {
   EXPECT_TRUE(apply(R"({"Port": {"p1": {"modify": {
       "external_ids": ["map", [["steward-owner", "someone-else"]]]}}}})"));

@@ -262,6 +262,22 @@ TEST(PlanInstall, ADeviceOwnedByAnotherVmIsAConflict) {
   EXPECT_NE(plan.error().message.find("vm-2"), std::string::npos);
 }
 
+TEST(PlanInstall, TheDeviceIndexFindsTheSameConflicts) {
+  Vm other = vm_with({interface("eth0", "tap0")});
+  other.id = "vm-2";
+  DeviceOwners owners{{"tap0", "vm-2"}};
+
+  auto plan = plan_install(vm_with({interface("eth0", "tap0")}), kOwner, kBridge, installed(other),
+                           &owners);
+  ASSERT_FALSE(plan);
+  EXPECT_EQ(plan.error().code, ErrorCode::kConflict);
+  EXPECT_NE(plan.error().message.find("vm-2"), std::string::npos);
+
+  Vm mine = vm_with({interface("eth0", "tap1")});
+  DeviceOwners own{{"tap1", "vm-1"}};
+  EXPECT_TRUE(plan_install(mine, kOwner, kBridge, installed(mine), &own));
+}
+
 TEST(PlanRemove, DropsEveryOwnedPortAndQosOfTheVm) {
   Vm vm = vm_with({interface("eth0", "tap0"), interface("eth1", "tap1")});
   vm.interfaces[0].egress_max_rate_bps = 10;

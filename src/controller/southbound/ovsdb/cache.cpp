@@ -136,6 +136,7 @@ void MonitorCache::clear() {
   port_by_interface_.clear();
   port_by_qos_.clear();
   owned_.clear();
+  vm_by_device_.clear();
 }
 
 std::size_t MonitorCache::row_count() const {
@@ -357,6 +358,12 @@ void MonitorCache::rebuild(const Touched& touched) {
 }
 
 void MonitorCache::rebuild_vm(const std::string& vm_id) {
+  if (auto before = owned_.find(vm_id); before != owned_.end()) {
+    for (const controller::ObservedInterface& seen : before->second) {
+      auto device = vm_by_device_.find(seen.config.device);
+      if (device != vm_by_device_.end() && device->second == vm_id) vm_by_device_.erase(device);
+    }
+  }
   auto ports = ports_by_vm_.find(vm_id);
   std::vector<controller::ObservedInterface> seen;
   if (ports != ports_by_vm_.end()) {
@@ -373,11 +380,14 @@ void MonitorCache::rebuild_vm(const std::string& vm_id) {
   }
   std::sort(seen.begin(), seen.end(),
             [](const auto& a, const auto& b) { return a.config.id < b.config.id; });
+  for (const controller::ObservedInterface& interface : seen)
+    vm_by_device_[interface.config.device] = vm_id;
   owned_[vm_id] = std::move(seen);
 }
 
 void MonitorCache::rebuild_all() {
   owned_.clear();
+  vm_by_device_.clear();
   for (const auto& [vm, ports] : ports_by_vm_)
     rebuild_vm(vm);
 }

@@ -50,6 +50,8 @@ class MonitorCache {
   const std::string& bridge_name() const { return bridge_; }
   const std::string& owner() const { return owner_; }
   const controller::OwnedRows& owned() const { return owned_; }
+  // The VM id owning each device (port name) in owned(), kept with it.
+  const std::unordered_map<std::string, std::string>& vm_by_device() const { return vm_by_device_; }
   // Number of rows held, all tables together.
   std::size_t row_count() const;
 
@@ -94,6 +96,7 @@ class MonitorCache {
   std::unordered_map<std::string, std::string> port_by_interface_;
   std::unordered_map<std::string, std::string> port_by_qos_;
   controller::OwnedRows owned_;
+  std::unordered_map<std::string, std::string> vm_by_device_;
 };
 
 // Parses one Port row (and the Interface and QoS rows it refers to, when present in `tables`)

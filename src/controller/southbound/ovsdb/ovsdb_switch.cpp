@@ -205,7 +205,8 @@ void OvsdbSwitch::enqueue(Operation operation) {
 Result<ovsdb::PlannedTransaction> OvsdbSwitch::plan(const Operation& operation) const {
   if (operation.remove)
     return ovsdb::plan_remove(operation.vm.id, cache_.bridge_uuid(), cache_.owned());
-  return ovsdb::plan_install(operation.vm, owner_, cache_.bridge_uuid(), cache_.owned());
+  return ovsdb::plan_install(operation.vm, owner_, cache_.bridge_uuid(), cache_.owned(),
+                             &cache_.vm_by_device());
 }
 
 void OvsdbSwitch::run_next(const std::string& vm_id) {

@@ -113,15 +113,27 @@ Status validate(const Vm& vm) {
   return ok();
 }
 
-Status check_other_vms(const Vm& vm, const controller::OwnedRows& owned) {
+Error owned_elsewhere(const std::string& device, const std::string& other_vm) {
+  return Error::make(ErrorCode::kConflict,
+                     "port {} is already Steward's for vm {}; remove it there first", device,
+                     other_vm);
+}
+
+Status check_other_vms(const Vm& vm, const controller::OwnedRows& owned,
+                       const DeviceOwners* device_owners) {
+  if (device_owners != nullptr) {
+    for (const Interface& wanted : vm.interfaces) {
+      auto found = device_owners->find(wanted.device);
+      if (found != device_owners->end() && found->second != vm.id)
+        return owned_elsewhere(wanted.device, found->second);
+    }
+    return ok();
+  }
   for (const auto& [other_vm, rows] : owned) {
     if (other_vm == vm.id) continue;
     for (const ObservedInterface& row : rows) {
       for (const Interface& wanted : vm.interfaces) {
-        if (row.config.device == wanted.device)
-          return Error::make(ErrorCode::kConflict,
-                             "port {} is already Steward's for vm {}; remove it there first",
-                             wanted.device, other_vm);
+        if (row.config.device == wanted.device) return owned_elsewhere(wanted.device, other_vm);
       }
     }
   }
@@ -362,9 +374,10 @@ json::array select_owned_params(const std::string& bridge, const std::string& ow
 
 Result<PlannedTransaction> plan_install(const Vm& vm, const std::string& owner,
                                         const std::string& bridge_uuid,
-                                        const controller::OwnedRows& owned) {
+                                        const controller::OwnedRows& owned,
+                                        const DeviceOwners* device_owners) {
   if (auto status = validate(vm); !status) return status.error();
-  if (auto status = check_other_vms(vm, owned); !status) return status.error();
+  if (auto status = check_other_vms(vm, owned, device_owners); !status) return status.error();
 
   Planner planner(vm.id, owner, bridge_uuid);
   const std::vector<ObservedInterface>* current = rows_of(owned, vm.id);

@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace steward::ovsdb {
@@ -39,15 +40,23 @@ struct PlannedTransaction {
   bool empty() const { return inserted + updated + removed == 0; }
 };
 
+// The VM id owning each Steward device (port name) of `owned`, as MonitorCache::vm_by_device()
+// keeps it. Port names are unique on a switch, so one lookup answers what a scan of every
+// owned row would.
+using DeviceOwners = std::unordered_map<std::string, std::string>;
+
 // The transaction that makes the bridge hold exactly `vm`'s interfaces, given the owned rows
 // last seen (`owned`, all VMs) and the bridge's row uuid: inserts what is missing, updates rows
 // that differ in place, removes owned interfaces of `vm` that are no longer configured. Empty
 // when the switch already matches. Fails with kInvalidArgument when the configuration cannot
 // be written (duplicate devices, VLAN out of range, reserved external_ids keys, ...) and with
-// kConflict when a device is already a Steward port of another VM.
+// kConflict when a device is already a Steward port of another VM. `device_owners`, when
+// given, must describe `owned`; it makes that check one lookup per interface instead of a scan
+// of every owned row (which, once per install, grows quadratic with the VMs on the switch).
 Result<PlannedTransaction> plan_install(const controller::Vm& vm, const std::string& owner,
                                         const std::string& bridge_uuid,
-                                        const controller::OwnedRows& owned);
+                                        const controller::OwnedRows& owned,
+                                        const DeviceOwners* device_owners = nullptr);
 
 // The transaction that removes every owned interface of `vm_id` (Port and Interface through the
 // Bridge's `ports`, QoS rows explicitly). Empty when nothing is owned.
