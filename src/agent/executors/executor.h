@@ -34,4 +34,14 @@ class Executor {
   }
 };
 
+// Accepts every instruction and does nothing: for an OS whose policy is enforced elsewhere
+// (the reports still say what reached it and when), and for benchmarks of the agent itself.
+class NoopExecutor final : public Executor {
+ public:
+  Outcome execute(const Instruction&) override {
+    return Outcome{true, std::nullopt, "", "no-op executor"};
+  }
+  std::optional<bool> in_force(const Instruction&) override { return true; }
+};
+
 }  // namespace steward::agent

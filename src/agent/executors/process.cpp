@@ -100,6 +100,10 @@ Result<ProcessResult> run_process(const std::vector<std::string>& argv,
     ::dup2(output.write.get(), STDOUT_FILENO);
     ::dup2(output.write.get(), STDERR_FILENO);
     ::signal(SIGPIPE, SIG_DFL);
+    // The command must not hold the agent's sockets, database or broker connection open
+    // (Asio and Paho do not mark them close-on-exec): a command that outlives a crashed agent
+    // would otherwise keep them alive.
+    ::close_range(3, ~0U, 0);
     ::execvpe(arg_pointers[0], arg_pointers.data(), env_pointers.data());
     const char message[] = "cannot execute the command\n";
     (void)!::write(STDERR_FILENO, message, sizeof(message) - 1);

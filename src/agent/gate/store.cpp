@@ -244,9 +244,15 @@ Status InstructionStore::remove_system(const std::string& id) {
 }
 
 Result<std::vector<std::pair<int64_t, Report>>> InstructionStore::outbox(int limit) {
-  auto statement = db_->prepare("SELECT key, body FROM outbox ORDER BY key LIMIT ?1");
+  return outbox_after(0, limit);
+}
+
+Result<std::vector<std::pair<int64_t, Report>>> InstructionStore::outbox_after(int64_t after,
+                                                                               int limit) {
+  auto statement =
+      db_->prepare("SELECT key, body FROM outbox WHERE key > ?1 ORDER BY key LIMIT ?2");
   if (!statement) return statement.error();
-  statement->bind(1, int64_t{limit});
+  statement->bind(1, after).bind(2, int64_t{limit});
   std::vector<std::pair<int64_t, Report>> out;
   while (true) {
     auto row = statement->step();

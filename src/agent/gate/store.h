@@ -79,6 +79,8 @@ class InstructionStore {
 
   // The outbox, oldest first; `ack_report` deletes one the broker confirmed.
   Result<std::vector<std::pair<int64_t, Report>>> outbox(int limit);
+  // The oldest `limit` reports with a key above `after`.
+  Result<std::vector<std::pair<int64_t, Report>>> outbox_after(int64_t after, int limit);
   Status ack_report(int64_t key);
 
  private:

@@ -66,7 +66,8 @@ class MqttClient {
   // Connects (waiting at most the connect timeout); later losses reconnect by themselves.
   Status connect();
   bool connected() const;
-  // Subscribes and waits for the broker's answer.
+  // Subscribes and waits for the broker's answer; a zero timeout does not wait (the only form
+  // allowed inside a Paho callback).
   Status subscribe(const std::string& filter, int qos, std::chrono::milliseconds timeout);
   // Publishes; `done` (may be empty) runs once the broker confirmed (QoS 1) or it failed.
   void publish(const std::string& topic, const std::string& payload, int qos, bool retained,
