@@ -1,4 +1,5 @@
 // `steward`: the one command of every component. `steward <component> <verb>`.
+#include "cli/agent_commands.h"
 #include "cli/api_client.h"
 #include "cli/controller_commands.h"
 
@@ -12,6 +13,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "steward 0.1.0");
   std::function<int()> action;
   steward::cli::add_controller_commands(app, action);
+  steward::cli::add_agent_commands(app, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
