@@ -19,6 +19,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -299,9 +300,10 @@ void Pipeline::settle(Migration& migration, bool install, const json::value& res
 }
 
 // {"migrations": [{vm, install_sent_us, install_done_us, remove_sent_us, remove_done_us,
-//  error?}], "errors": n}; times in microseconds since the first transaction was queued.
+//  error?}], "errors": n, "cpu_seconds": the CPU time of the timed part}; times in
+// microseconds since the first transaction was queued.
 void write(const Options& options, const std::vector<Migration>& migrations,
-           const std::vector<std::string>& vm_ids) {
+           const std::vector<std::string>& vm_ids, double cpu) {
   json::array rows;
   int errors = 0;
   for (std::size_t i = 0; i < migrations.size(); ++i) {
@@ -317,8 +319,16 @@ void write(const Options& options, const std::vector<Migration>& migrations,
     }
     rows.push_back(std::move(row));
   }
-  json::object out{{"migrations", std::move(rows)}, {"errors", errors}};
+  json::object out{{"migrations", std::move(rows)}, {"errors", errors}, {"cpu_seconds", cpu}};
   std::ofstream(options.out_file) << json::serialize(out) << "\n";
+}
+
+// User + system CPU seconds this process has used so far.
+double cpu_seconds() {
+  rusage usage{};
+  ::getrusage(RUSAGE_SELF, &usage);
+  auto seconds = [](const timeval& t) { return t.tv_sec + t.tv_usec / 1e6; };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
 }
 
 int fail(const Error& error) {
@@ -346,13 +356,15 @@ int run(const Options& options) {
 
   // The timed part: every transaction with its reply.
   Pipeline pipeline(peers, *migrations);
+  double cpu_before = cpu_seconds();
   if (auto status = pipeline.run(); !status) return fail(status.error());
+  double cpu = cpu_seconds() - cpu_before;
 
   std::vector<std::string> vm_ids;
   auto input = controller::parse_json(read_text(options.migrations_file));
   for (const json::value& item : input->as_array())
     vm_ids.emplace_back(item.at("vm").as_string());
-  write(options, *migrations, vm_ids);
+  write(options, *migrations, vm_ids, cpu);
   for (auto& [host, peer] : peers)
     ::close(peer.fd);
   return 0;

@@ -9,16 +9,21 @@
 //   sequential mode: one message at a time on an otherwise idle controller, each answered once
 //     the migration settled (`?wait=`), with `--gap-ms` between them.
 //
-// Input: a JSON array of {vm, source_host, target_host}. Output: one JSON object (see write()).
+// Input: a JSON array of {vm, source_host, target_host}. Output: one JSON object (see write()),
+// with the CPU time that this process and each `--watch`ed one used from the first message to
+// the moment the last migration settled, and how long the watched ones waited for a CPU.
 // Times are wall-clock microseconds (the controller's records use the same clock).
 #include "core/http.h"
 
 #include <CLI/CLI.hpp>
 #include <boost/json.hpp>
 
+#include <unistd.h>
 #include <atomic>
 #include <chrono>
+
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -38,6 +43,7 @@ struct Options {
   int gap_ms = 10;
   int wait_ms = 30'000;
   int settle_timeout_s = 240;
+  std::vector<std::string> watched;  // name=pid: processes whose CPU time the storm used
 };
 
 // One migration message and what became of it.
@@ -61,6 +67,51 @@ std::string read_text(const std::string& path) {
   std::stringstream text;
   text << in.rdbuf();
   return text.str();
+}
+
+// User + system CPU seconds of process `pid` so far (0 for pid 0: this process).
+double cpu_seconds(const std::string& pid) {
+  std::string stat = read_text("/proc/" + (pid == "0" ? std::string("self") : pid) + "/stat");
+  std::istringstream fields(stat.substr(stat.rfind(')') + 2));
+  std::string field;
+  double ticks = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {
+    if (i == 14 || i == 15) ticks += std::stod(field);
+  }
+  return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+// Seconds process `pid` was runnable but waiting for a CPU so far (/proc/<pid>/schedstat).
+double run_queue_seconds(const std::string& pid) {
+  std::istringstream fields(read_text("/proc/" + pid + "/schedstat"));
+  double on_cpu_ns = 0, waiting_ns = 0;
+  fields >> on_cpu_ns >> waiting_ns;
+  return waiting_ns / 1e9;
+}
+
+struct CpuSnapshot {
+  std::map<std::string, double> used;     // CPU seconds, by name
+  std::map<std::string, double> waiting;  // run-queue seconds of the watched processes
+};
+
+// CPU seconds of every watched process (and of this one, as "load generator").
+CpuSnapshot cpu_snapshot(const Options& options) {
+  CpuSnapshot snapshot;
+  snapshot.used["load generator"] = cpu_seconds("0");
+  for (const std::string& spec : options.watched) {
+    std::size_t eq = spec.find('=');
+    snapshot.used[spec.substr(0, eq)] += cpu_seconds(spec.substr(eq + 1));
+    snapshot.waiting[spec.substr(0, eq)] += run_queue_seconds(spec.substr(eq + 1));
+  }
+  return snapshot;
+}
+
+json::object difference(const std::map<std::string, double>& after,
+                        const std::map<std::string, double>& before) {
+  json::object out;
+  for (const auto& [name, value] : after)
+    out[name] = value - before.at(name);
+  return out;
 }
 
 std::string trimmed(std::string text) {
@@ -155,9 +206,11 @@ void sequential(const Options& options, const std::string& token, std::vector<Se
   }
 }
 
-// {"mode", "connections", "first_sent_us", "last_answered_us", "settled_us",
+// {"mode", "connections", "first_sent_us", "last_answered_us", "settled_us", "cpu_seconds",
+//  "run_queue_seconds" (time the watched processes were runnable but had no CPU),
 //  "migrations": [{message fields..., sent_us, answered_us, status, id, error?, record}]}
-void write(const Options& options, const std::vector<Sent>& messages, int64_t settled_us) {
+void write(const Options& options, const std::vector<Sent>& messages, int64_t settled_us,
+           const CpuSnapshot& before, const CpuSnapshot& after) {
   json::array rows;
   int64_t first_sent = INT64_MAX;
   int64_t last_answered = 0;
@@ -178,6 +231,8 @@ void write(const Options& options, const std::vector<Sent>& messages, int64_t se
                    {"first_sent_us", first_sent},
                    {"last_answered_us", last_answered},
                    {"settled_us", settled_us},
+                   {"cpu_seconds", difference(after.used, before.used)},
+                   {"run_queue_seconds", difference(after.waiting, before.waiting)},
                    {"migrations", std::move(rows)}};
   std::ofstream(options.out_file) << json::serialize(out) << "\n";
 }
@@ -198,16 +253,18 @@ int run(const Options& options) {
   }
 
   int64_t settled_us = 0;
+  auto cpu_before = cpu_snapshot(options);
+  Client watcher("127.0.0.1", options.port, token);
   if (options.sequential) {
     sequential(options, token, messages);
     settled_us = wall_us();
   } else {
     storm(options, token, messages);
-    Client watcher("127.0.0.1", options.port, token);
     settled_us = wait_until_settled(watcher, std::chrono::seconds(options.settle_timeout_s));
-    read_records(watcher, messages);
   }
-  write(options, messages, settled_us);
+  auto cpu_after = cpu_snapshot(options);
+  if (!options.sequential) read_records(watcher, messages);
+  write(options, messages, settled_us, cpu_before, cpu_after);
   if (settled_us == 0) {
     fmt::print(stderr, "steward-bench-storm: migrations still in flight after {} s\n",
                options.settle_timeout_s);
@@ -230,6 +287,7 @@ int main(int argc, char** argv) {
   app.add_flag("--sequential", options.sequential, "One migration at a time, each settled");
   app.add_option("--gap-ms", options.gap_ms, "Pause between sequential migrations")
       ->capture_default_str();
+  app.add_option("--watch", options.watched, "name=pid: report the CPU time it used (repeat)");
   app.add_option("--settle-timeout", options.settle_timeout_s, "Seconds to wait for the storm")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);

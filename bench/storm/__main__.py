@@ -5,8 +5,10 @@ Phases (each on its own set of four ovsdb-server switches holding the same rows)
   1. Steward: 4 switches, the daemon, 4 hosts and the VMs registered, placement verified, the
      switches' databases saved as the starting point of the baselines;
   2. the storm: the first host evacuated by concurrent phase-less migrations, then verified;
-  3. idle: single migrations one at a time on the idle controller;
-  4. ovs-vsctl, 5. Python IDL, 6. the floor, each from the saved databases;
+  3. Python IDL, 4. the floor, each from the saved databases; 1-4 repeated `--rounds` times
+     (Steward on a fresh controller and fresh switches from the saved databases);
+  5. idle: single migrations one at a time on the idle controller (after the last storm);
+  6. ovs-vsctl on a subset of the migrations, from the saved databases;
   7. docs/benchmarks.md.
 """
 
@@ -64,8 +66,10 @@ class Run:
         their QoS rows and nothing else left behind. Raises when anything differs."""
         placement = {vm["id"]: moved.get(vm["id"], vm["host"]) for vm in self.vms}
         problems = []
+        counts = {}
         for host, switch in started.items():
             ports, qos_rows = switch.ports()
+            counts[host] = len(ports)
             wanted = {i["device"]: i for vm in self.vms if placement[vm["id"]] == host
                       for i in vm["interfaces"]}
             wanted_qos = sum(1 for i in wanted.values() if i.get("egress_max_rate_bps", 0) > 0)
@@ -79,47 +83,59 @@ class Run:
             raise RuntimeError("{}: switches do not hold what they should:\n  {}".format(
                 label, "\n  ".join(problems)))
         self.progress("{}: every switch holds exactly its VMs' ports and QoS rows".format(label))
+        return counts
 
     # --- Steward ------------------------------------------------------------------------------
 
-    def steward(self):
-        self.progress("steward: starting 4 ovsdb-server switches and the controller")
-        started = self.start_switches("steward", from_snapshots=False)
-        daemon = steward.Daemon(self.processes, self.args.steward, self.path("steward", "daemon"))
-        api = daemon.start()
+    def steward_round(self, round_):
+        """One storm on a fresh controller. The first round also places the VMs and saves the
+        switches' databases that every later round and every baseline starts from; the last
+        round also measures idle single migrations."""
+        label = "steward-{}".format(round_ + 1)
+        first = not self.snapshots
+        self.progress("{}: starting 4 ovsdb-server switches and the controller".format(label))
+        started = self.start_switches(label, from_snapshots=not first)
+        self.daemon = steward.Daemon(self.processes, self.args.steward, self.path(label, "daemon"))
+        api = self.daemon.start()
         specs = [{"id": s.id, "endpoint": s.endpoint, "bridge": switches.BRIDGE}
                  for s in started.values()]
-        self.progress("steward: registering {} hosts and {} VMs".format(len(self.hosts),
-                                                                          len(self.vms)))
+        self.progress("{}: registering {} hosts and {} VMs".format(label, len(self.hosts),
+                                                                     len(self.vms)))
         steward.register(api, specs, self.hosts, self.vms, self.progress)
-        report_ = steward.wait_until_placed(api, 300, self.progress)
-        self.progress("steward: placement verified ({} VMs)".format(report_["vms_checked"]))
-        self.check_switches(started, {}, "steward setup")
-        for host, switch in started.items():
-            self.snapshots[host] = self.path("snapshot-" + host + ".db")
-            switch.backup(self.snapshots[host])
+        placed = steward.wait_until_placed(api, 300, self.progress)
+        self.progress("{}: placement verified ({} VMs)".format(label, placed["vms_checked"]))
+        if first:
+            self.results["ports_at_start"] = self.check_switches(started, {}, "steward setup")
+            for host, switch in started.items():
+                self.snapshots[host] = self.path("snapshot-" + host + ".db")
+                switch.backup(self.snapshots[host])
 
-        self.storm_phase(api, started)
-        self.idle_phase(api)
-        daemon.stop()
+        self.storm_phase(api, started, label)
+        if round_ == self.args.rounds - 1:
+            self.idle_phase(api, label)
+        self.daemon.stop()
         self.stop_switches(started)
 
-    def storm_phase(self, api, started):
+    def storm_phase(self, api, started, label):
         before = steward.metrics(api)
         self.progress("storm: {} concurrent migrations off host-1 ({} connections)".format(
             len(self.storm), self.args.connections))
-        out = self.path("storm.json")
+        out = self.path(label + "-storm.json")
         procs.run([self.args.storm_client, "--port", str(api.port), "--token-file",
-                   self.path("steward", "daemon", "token"), "--migrations",
+                   self.path(label, "daemon", "token"), "--migrations",
                    self.write_json("storm-migrations.json", self.storm), "--out", out,
-                   "--connections", str(self.args.connections)], timeout=600)
+                   "--connections", str(self.args.connections)] + self.watch(started),
+                  timeout=600)
         after = steward.metrics(api)
         with open(out) as results:
             storm = json.load(results)
-        self.results["steward"] = self.steward_figures(storm)
-        self.results["steward_metrics"] = metric_deltas(before, after)
+        figures = self.steward_figures(storm)
+        figures["metrics"] = metric_deltas(before, after)
+        figures["cpu"] = storm["cpu_seconds"]
+        figures["run_queue"] = storm["run_queue_seconds"]
+        self.results.setdefault("steward", []).append(figures)
         self.progress("storm: {count} migrations in {wall_s:.2f} s = {rate:.0f}/s".format(
-            **self.results["steward"]))
+            **figures))
         verify = api.call("GET", "/v1/verify")
         if not verify["clean"] or verify["in_flight"]:
             raise RuntimeError("storm: /v1/verify is not clean: {}".format(
@@ -127,6 +143,13 @@ class Run:
         self.progress("storm: /v1/verify clean ({} VMs)".format(verify["vms_checked"]))
         self.check_switches(started, {m["vm"]: m["target_host"] for m in self.storm},
                             "steward storm")
+
+    def watch(self, started):
+        """--watch arguments: the load generator reports the CPU these used during the storm."""
+        args = ["--watch", "daemon={}".format(self.daemon.child.pid)]
+        for switch in started.values():
+            args += ["--watch", "switches={}".format(switch.server.pid)]
+        return args
 
     def steward_figures(self, storm):
         rows = storm["migrations"]
@@ -146,14 +169,14 @@ class Run:
         figures["retries"] = sum(r["record"]["attempts"] for r in rows)
         return figures
 
-    def idle_phase(self, api):
+    def idle_phase(self, api, label):
         # Back to host-1, one at a time: the VMs the storm moved first.
         moves = [{"vm": m["vm"], "source_host": m["target_host"], "target_host": "host-1"}
                  for m in self.storm[:self.args.idle]]
         self.progress("idle: {} single migrations, one at a time".format(len(moves)))
         out = self.path("idle.json")
         procs.run([self.args.storm_client, "--port", str(api.port), "--token-file",
-                   self.path("steward", "daemon", "token"), "--migrations",
+                   self.path(label, "daemon", "token"), "--migrations",
                    self.write_json("idle-migrations.json", moves), "--out", out, "--sequential",
                    "--gap-ms", "10"], timeout=600)
         with open(out) as results:
@@ -184,8 +207,12 @@ class Run:
         self.progress("ovs-vsctl: {} of the {} migrations, {} workers".format(
             len(subset), len(self.storm), self.args.vsctl_workers))
         started = self.start_switches("vsctl", from_snapshots=True)
+        switch_cpu, client_cpu = switches_cpu(started), procs.children_cpu_seconds()
         timings = baselines.run_vsctl(started, self.vm_by_id, subset, self.args.vsctl_workers)
         self.results["vsctl"] = timing_figures(timings)
+        self.results["vsctl"]["cpu"] = {"ovs-vsctl processes": procs.children_cpu_seconds()
+                                        - client_cpu,
+                                        "switches": switches_cpu(started) - switch_cpu}
         self.results["vsctl"]["workers"] = self.args.vsctl_workers
         self.results["vsctl"]["calls"] = sum(
             1 + len(workload.vsctl_remove(self.vm_by_id[m["vm"]], switches.BRIDGE))
@@ -195,44 +222,57 @@ class Run:
         self.check_switches(started, {m["vm"]: m["target_host"] for m in subset}, "ovs-vsctl")
         self.stop_switches(started)
 
-    def idl_phase(self):
+    def idl_round(self, round_):
         self.progress("python idl: {} migrations, one agent, one IDL per switch".format(
             len(self.storm)))
-        started = self.start_switches("idl", from_snapshots=True)
+        started = self.start_switches("idl-{}".format(round_ + 1), from_snapshots=True)
         agent = baselines.IdlAgent(started)
+        switch_cpu, client_cpu = switches_cpu(started), time.process_time()
         timings = baselines.run_idl(agent, self.vm_by_id, self.storm)
+        figures = timing_figures(timings)
+        figures["cpu"] = {"agent": time.process_time() - client_cpu,
+                          "switches": switches_cpu(started) - switch_cpu}
         agent.close()
-        self.results["idl"] = timing_figures(timings)
+        self.results.setdefault("idl", []).append(figures)
         self.progress("python idl: {count} migrations in {wall_s:.2f} s = {rate:.0f}/s".format(
-            **self.results["idl"]))
+            **figures))
         self.check_switches(started, {m["vm"]: m["target_host"] for m in self.storm},
                             "python idl")
         self.stop_switches(started)
 
-    def floor_phase(self):
+    def floor_round(self, round_):
         self.progress("floor: {} migrations' transactions, pipelined, no controller".format(
             len(self.storm)))
-        started = self.start_switches("floor", from_snapshots=True)
-        out = self.path("floor.json")
+        started = self.start_switches("floor-{}".format(round_ + 1), from_snapshots=True)
+        out = self.path("floor-{}.json".format(round_ + 1))
         argv = [self.args.floor_client, "--vms", self.write_json("vms.json", self.vms),
                 "--migrations", self.path("storm-migrations.json"), "--out", out]
         for host, switch in started.items():
             argv += ["--switch", "{}={}".format(host, switch.endpoint)]
+        switch_cpu = switches_cpu(started)
         procs.run(argv, timeout=600)
         with open(out) as results:
             floor = json.load(results)
+        floor_cpu = {"client": floor["cpu_seconds"],
+                     "switches (incl. the untimed reads)": switches_cpu(started) - switch_cpu}
         if floor["errors"]:
             raise RuntimeError("floor: {} transactions failed".format(floor["errors"]))
         rows = floor["migrations"]
         wall_s = (max(r["remove_done_us"] for r in rows) - min(r["install_sent_us"] for r in rows))
-        self.results["floor"] = report.summary(
+        figures = report.summary(
             len(rows), wall_s / 1e6,
             [(r["install_done_us"] - r["install_sent_us"]) / 1e3 for r in rows],
             [(r["remove_done_us"] - r["install_sent_us"]) / 1e3 for r in rows])
+        figures["cpu"] = floor_cpu
+        self.results.setdefault("floor", []).append(figures)
         self.progress("floor: {count} migrations in {wall_s:.2f} s = {rate:.0f}/s".format(
-            **self.results["floor"]))
+            **figures))
         self.check_switches(started, {m["vm"]: m["target_host"] for m in self.storm}, "floor")
         self.stop_switches(started)
+
+
+def switches_cpu(started):
+    return sum(procs.cpu_seconds(switch.server.pid) for switch in started.values())
 
 
 def timing_figures(timings):
@@ -261,6 +301,8 @@ def parse_args():
     parser.add_argument("--vms", type=int, default=2000)
     parser.add_argument("--on-first-host", type=int, default=1000)
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="storms of Steward, the Python IDL and the floor, interleaved")
     parser.add_argument("--idle", type=int, default=200)
     parser.add_argument("--vsctl-migrations", type=int, default=100)
     parser.add_argument("--vsctl-workers", type=int, default=4)
@@ -273,10 +315,14 @@ def main():
     run = Run(args)
     try:
         run.results["machine"] = report.machine()
-        run.steward()
+        # Rounds interleave the three fast systems, so that a change in the machine's other
+        # load during the run falls on all of them alike; the report takes each one's median.
+        for round_ in range(args.rounds):
+            run.progress("round {} of {}".format(round_ + 1, args.rounds))
+            run.steward_round(round_)
+            run.idl_round(round_)
+            run.floor_round(round_)
         run.vsctl_phase()
-        run.idl_phase()
-        run.floor_phase()
         text = report.render(args, run.results)
         report.replace_section(args.doc, text)
         print(text)

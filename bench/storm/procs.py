@@ -7,6 +7,7 @@ period). Nothing is ever ended by name.
 
 import ctypes
 import os
+import resource
 import signal
 import subprocess
 import time
@@ -67,3 +68,16 @@ def wait_for(condition, timeout, what, step=0.005):
         if time.monotonic() > deadline:
             raise RuntimeError("timed out after {:.0f} s waiting for {}".format(timeout, what))
         time.sleep(step)
+
+
+def children_cpu_seconds():
+    """User + system CPU time of this process's finished (waited-for) children so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cpu_seconds(pid):
+    """User + system CPU time a running process has used so far."""
+    with open("/proc/{}/stat".format(pid)) as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

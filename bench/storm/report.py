@@ -39,6 +39,7 @@ def machine():
     with open("/proc/loadavg") as loadavg:
         load = " ".join(loadavg.read().split()[:3])
     return {"nproc": os.cpu_count(), "cpu": model, "kernel": platform.release(), "load": load,
+            "nice": os.nice(0),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
 
@@ -58,17 +59,32 @@ def replace_section(path, text):
         out.write(document.rstrip("\n") + "\n")
 
 
-def _row(name, figures, detail=""):
-    f = figures
-    return "| {} | {} | {:.2f} | {:.1f} | {:.2f} / {:.2f} | {:.2f} / {:.2f} |{}".format(
-        name, f["count"], f["wall_s"], f["rate"], f["target_p50"], f["target_p99"],
-        f["source_p50"], f["source_p99"], detail)
+def median_round(rounds):
+    """The round whose rate is the median (the lower middle one for an even count)."""
+    ordered = sorted(rounds, key=lambda figures: figures["rate"])
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def _rates(rounds):
+    if len(rounds) == 1:
+        return "{:.1f}".format(rounds[0]["rate"])
+    return "{:.1f} ({})".format(median_round(rounds)["rate"],
+                                ", ".join("{:.0f}".format(f["rate"]) for f in rounds))
+
+
+def _row(name, rounds):
+    f = median_round(rounds)
+    return "| {} | {} | {:.2f} | {} | {:.2f} / {:.2f} | {:.2f} / {:.2f} |".format(
+        name, f["count"], f["wall_s"], _rates(rounds), f["target_p50"], f["target_p99"],
+        f["source_p50"], f["source_p99"])
 
 
 def targets(results):
-    """[(target, required, measured, met)] from the figures of one run."""
-    steward, floor = results["steward"]["rate"], results["floor"]["rate"]
-    vsctl, idl = results["vsctl"]["rate"], results["idl"]["rate"]
+    """[(target, required, measured, met)] from the median rounds of one run."""
+    steward = median_round(results["steward"])["rate"]
+    floor = median_round(results["floor"])["rate"]
+    idl = median_round(results["idl"])["rate"]
+    vsctl = results["vsctl"]["rate"]
     idle_p99 = results["idle"]["target_p99"]
     return [
         ("throughput vs ovs-vsctl", ">= 20x", "{:.1f}x".format(steward / vsctl),
@@ -79,6 +95,12 @@ def targets(results):
         ("idle single migration, message -> target committed", "p99 < 50 ms",
          "p99 = {:.2f} ms".format(idle_p99), idle_p99 < 50),
     ]
+
+
+def _cpu_row(name, figures):
+    parts = ", ".join("{} {:.3f}".format(who, used * 1e3 / figures["count"])
+                      for who, used in figures["cpu"].items())
+    return "| {} | {} |".format(name, parts)
 
 
 def _metric(metrics, name):
@@ -97,8 +119,8 @@ def _step_means(metrics):
 
 
 def render(args, results):
-    m, s, idle = results["machine"], results["steward"], results["idle"]
-    vs, idl, floor = results["vsctl"], results["idl"], results["floor"]
+    m, idle, vs = results["machine"], results["idle"], results["vsctl"]
+    s = median_round(results["steward"])
     met = targets(results)
     lines = [
         SECTION, "",
@@ -112,21 +134,37 @@ def render(args, results):
         "and Steward's `GET /v1/verify` must be clean.".format(vms=args.vms, storm=s["count"]),
         "",
         "- date: {}".format(m["date"]),
-        "- machine: {} cores (`nproc`), {}, kernel {}; load average at start {}".format(
-            m["nproc"], m["cpu"], m["kernel"], m["load"]),
+        "- machine: {} cores (`nproc`), {}, kernel {}; load average at start {} (other work "
+        "on the machine); the benchmark ran at nice {}".format(
+            m["nproc"], m["cpu"], m["kernel"], m["load"], m["nice"]),
         "- command: `{}`".format(args.command),
+        "",
+        "Steward, the Python IDL and the floor ran {} rounds, interleaved (Steward each time on "
+        "a fresh controller and fresh switches); the table shows each one's median round, with "
+        "the rate of every round in brackets.".format(args.rounds),
         "",
         "| system | migrations | wall s | migrations/s | target committed p50 / p99 ms "
         "| source cleaned p50 / p99 ms |",
         "|---|---|---|---|---|---|",
-        _row("Steward (HTTP API, {} keep-alive connections)".format(args.connections), s),
+        _row("Steward (HTTP API, {} keep-alive connections)".format(args.connections),
+             results["steward"]),
         _row("ovs-vsctl, one process per step, {} workers ({} of {} migrations, {} calls)".format(
-            vs["workers"], vs["count"], s["count"], vs["calls"]), vs),
-        _row("Python IDL agent, commit_block per step", idl),
-        _row("floor: Steward's transactions pipelined, no controller", floor),
+            vs["workers"], vs["count"], s["count"], vs["calls"]), [vs]),
+        _row("Python IDL agent, commit_block per step", results["idl"]),
+        _row("floor: Steward's transactions pipelined, no controller", results["floor"]),
         "| Steward idle, single migrations one at a time | {} | - | - | {:.2f} / {:.2f} | "
         "{:.2f} / {:.2f} |".format(idle["count"], idle["target_p50"], idle["target_p99"],
                                    idle["source_p50"], idle["source_p99"]),
+        "",
+        "CPU time per migration (user + system, from `/proc` and `getrusage`), which depends "
+        "less on what else the machine runs than the rates do:",
+        "",
+        "| system | CPU ms per migration |",
+        "|---|---|",
+    ] + [_cpu_row(name, median_round(results[key]) if isinstance(results[key], list)
+                  else results[key]) for name, key in (
+        ("Steward", "steward"), ("ovs-vsctl", "vsctl"), ("Python IDL", "idl"),
+        ("floor", "floor"))] + [
         "",
         "| target (issue 2) | required | measured | met |",
         "|---|---|---|---|",
@@ -152,7 +190,12 @@ def render(args, results):
         "round trip p50 {:.2f} ms, p99 {:.2f} ms; {} step retries.".format(
             s["count"], s["intake_s"], s["post_p50"], s["post_p99"], s["retries"]),
         "- Steward's switch steps during the storm (daemon `/metrics`): {}.".format(
-            _step_means(results["steward_metrics"])),
+            _step_means(s["metrics"])),
+        "- During the storm's {:.2f} s the daemon ran {:.2f} s and was runnable but waiting for "
+        "a CPU {:.2f} s; the four ovsdb-servers ran {:.2f} s and waited {:.2f} s "
+        "(`/proc/<pid>/schedstat`).".format(
+            s["wall_s"], s["cpu"]["daemon"], s["run_queue"]["daemon"], s["cpu"]["switches"],
+            s["run_queue"]["switches"]),
         "- Idle: each migration is sent with `?wait=` and the next one 10 ms after its answer; "
         "client round trip (message sent -> answer once source cleaned) p50 {:.2f} ms, p99 "
         "{:.2f} ms.".format(idle["round_trip_p50"], idle["round_trip_p99"]),
@@ -160,8 +203,10 @@ def render(args, results):
         "a Port and its QoS row in one transaction (its IDL leaves the orphaned Port to the "
         "server's garbage collection, which comes after the reference check that refuses the "
         "QoS delete), so a VM with an egress limit takes two calls on its source. Each call "
-        "reads the whole bridge, so it is slow on a bridge with ~1,400 ports, and the run "
-        "measures a subset of the migrations (`--vsctl-migrations`).",
+        "reads the whole database and verifies every port of the bridge, so it is slow on "
+        "bridges of this size (host-1's holds {} ports at the start), and the run measures the "
+        "first {} of the {} migrations (`--vsctl-migrations`).".format(
+            results["ports_at_start"]["host-1"], vs["count"], s["count"]),
         "- The Python IDL agent registers the Bridge, Port, Interface and QoS tables with all "
         "their columns, keeps an index on Port.name and runs the migrations one after the "
         "other, each step committed with `commit_block`.",
