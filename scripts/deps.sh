@@ -13,6 +13,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # real peers and baselines for the controller
   openvswitch-switch openvswitch-common python3-openvswitch
+  # the agent: MQTT transport, logind source, and the real peers of its tests
+  libpaho-mqttpp-dev libpaho-mqtt-dev libsystemd-dev mosquitto mosquitto-clients dbus
   # tools the tests and the demo call
   iproute2 procps curl sqlite3 python3
 )
