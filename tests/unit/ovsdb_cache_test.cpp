@@ -86,6 +86,14 @@ TEST_F(MonitorCacheTest, ModifyDiffsChangeOnlyTheNamedColumns) {
   EXPECT_EQ(eth0().config.egress_max_rate_bps, 6000);
 }
 
+TEST_F(MonitorCacheTest, AQosRowOfAnotherTypeIsNotTheConfiguredMaxRate) {
+  EXPECT_TRUE(apply(R"({"QoS": {"q1": {"modify": {"type": "linux-hfsc"}}}})"));
+  EXPECT_EQ(eth0().qos_uuid, "q1");
+  EXPECT_EQ(eth0().config.egress_max_rate_bps, 0);
+  EXPECT_TRUE(apply(R"({"QoS": {"q1": {"modify": {"type": "linux-htb"}}}})"));
+  EXPECT_EQ(eth0().config.egress_max_rate_bps, 5000);
+}
+
 TEST_F(MonitorCacheTest, APortThatLeavesTheBridgeLeavesTheView) {
   EXPECT_TRUE(apply(R"({"Bridge": {"b1": {"modify": {"ports": ["uuid", "p1"]}}}})"));
   EXPECT_TRUE(cache_.owned().empty());

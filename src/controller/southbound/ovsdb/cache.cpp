@@ -116,8 +116,10 @@ ObservedInterface observe_port(const std::string& port_uuid, const Row& port,
   if (auto uuids = uuid_column(port, "qos"); !uuids.empty()) {
     if (auto found = qos.find(std::string(uuids.front())); found != qos.end()) {
       seen.qos_uuid = found->first;
+      // A row whose type was changed (by hand) is not the max-rate Steward configured: reading
+      // it as no rate makes it differ, and the next install rewrites its type and rate.
       const json::value* other = found->second.if_contains("other_config");
-      if (other != nullptr)
+      if (other != nullptr && text_column(found->second, "type") == kQosType)
         config.egress_max_rate_bps = parse_rate(map_lookup(*other, kMaxRateKey).value_or(""));
     }
   }
