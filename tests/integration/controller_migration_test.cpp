@@ -307,6 +307,36 @@ TEST_F(ControllerMigration, UnknownVmUnknownHostAndMalformedInputAreRefusedAndCh
   expect_clean(verify());
 }
 
+TEST_F(ControllerMigration, ATargetPortNameTakenBySomeoneElseFailsTheMigrationAndKeepsTheSource) {
+  json::object vm = rich_vm("vm-clash", 1, "tap-clash");
+  add_vm(vm);
+  ASSERT_TRUE(sandbox(2).add_foreign_port("tap-clash1"));
+  SwitchRows target_before = rows(2);
+  auto source_before = rows(1).all_uuids();
+
+  Answer refused = migrate("vm-clash", host(1), host(2));
+  ASSERT_EQ(refused.status, 200) << refused.text;
+  EXPECT_EQ(field(refused, "state"), "failed") << refused.text;
+  EXPECT_NE(field(refused, "waiting_for").find("tap-clash1"), std::string::npos) << refused.text;
+
+  // Nothing of the VM on the target (the transaction is all or nothing), the foreign port and
+  // the source as they were, the VM still recorded on the source.
+  SwitchRows target = rows(2);
+  EXPECT_TRUE(target.ports_of_vm("vm-clash").empty());
+  EXPECT_TRUE(target.owned_qos().empty());
+  EXPECT_EQ(target.all_uuids(), target_before.all_uuids());
+  EXPECT_EQ(rows(1).all_uuids(), source_before);
+  EXPECT_EQ(host_of("vm-clash"), host(1));
+  expect_clean(verify());
+
+  // Once the name is free, the VM moves.
+  ASSERT_TRUE(sandbox(2).vsctl({"del-port", "tap-clash1"}));
+  Answer again = migrate("vm-clash", host(1), host(2));
+  EXPECT_EQ(field(again, "state"), "completed") << again.text;
+  expect_config_on(rows(2), vm);
+  expect_nothing_of(rows(1), vm);
+}
+
 TEST_F(ControllerMigration, CleanupOnTheSourceRemovesOnlyStewardOwnedRows) {
   json::object vm = rich_vm("vm-shared", 1, "tap-shared");
   add_vm(vm);

@@ -10,6 +10,8 @@
 #include <gtest/gtest.h>
 #include <boost/json.hpp>
 
+#include <signal.h>
+
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -155,6 +157,26 @@ TEST_F(ControllerNova, NovaLiveMigrationNotificationsMoveTheVmStepByStep) {
   expect_nothing_of(rows(1), vm);
   EXPECT_EQ(host_of(kSampleInstance), host(2));
   EXPECT_EQ(migrations_of(kSampleInstance).size(), 1u);
+  expect_clean(verify());
+}
+
+TEST_F(ControllerNova, APostStartAfterTheControllerWasKilledStillFindsTheDestination) {
+  json::object vm = nova_vm(kSampleInstance, "0");
+  add_vm(vm);
+  Answer pre_start = notify_nova(nova_sample("live_migration_pre_start"));
+  ASSERT_EQ(field(pre_start, "state"), "prepared") << pre_start.text;
+
+  // The restarted daemon remembers no Nova event: post.start, which names only the source,
+  // must be matched with the journaled migration.
+  ASSERT_TRUE(controller().kill(SIGKILL));
+  ASSERT_TRUE(controller().restart());
+  Answer post_start = notify_nova(nova_sample("live_migration_post_start"));
+  ASSERT_EQ(post_start.status, 200) << post_start.text;
+  EXPECT_EQ(id_of(post_start), id_of(pre_start)) << post_start.text;
+  EXPECT_EQ(field(post_start, "state"), "completed") << post_start.text;
+  expect_config_on(rows(2), vm);
+  expect_nothing_of(rows(1), vm);
+  EXPECT_EQ(host_of(kSampleInstance), host(2));
   expect_clean(verify());
 }
 

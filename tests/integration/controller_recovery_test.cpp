@@ -91,6 +91,40 @@ TEST_F(ControllerRecovery, TargetSwitchDownDuringPrepareIsRetriedAndTheSourceIsN
   expect_clean(verify());
 }
 
+TEST_F(ControllerRecovery, APreparedMigrationSurvivesARestartAndCompletesAfterwards) {
+  json::object vm = rich_vm("vm-keep", 1, "tap-keep");
+  add_vm(vm);
+  Answer prepared = migrate("vm-keep", host(1), host(2), "prepare");
+  ASSERT_EQ(field(prepared, "state"), "prepared") << prepared.text;
+  auto source_ports = port_uuids(rows(1), "vm-keep");
+  auto target_ports = port_uuids(rows(2), "vm-keep");
+  std::string token = controller().token();
+
+  for (int signal : {SIGTERM, SIGKILL}) {
+    SCOPED_TRACE(signal == SIGTERM ? "after SIGTERM" : "after SIGKILL");
+    ASSERT_TRUE(controller().kill(signal));
+    ASSERT_TRUE(controller().restart());
+    EXPECT_EQ(controller().token(), token) << "the token file was not reused";
+    EXPECT_EQ(state_of(id_of(prepared)), "prepared");
+    // A reconciler pass after the restart leaves both copies alone.
+    Answer reconciled = post("/v1/reconcile", json::object{});
+    EXPECT_EQ(reconciled.body.at("repairs_started"), 0) << reconciled.text;
+    json::value report = verify();
+    EXPECT_EQ(report.at("in_flight"), (json::array{"vm-keep"})) << to_text(report);
+    EXPECT_EQ(report.at("clean"), true) << to_text(report);
+    EXPECT_EQ(port_uuids(rows(1), "vm-keep"), source_ports);
+    EXPECT_EQ(port_uuids(rows(2), "vm-keep"), target_ports);
+    EXPECT_EQ(host_of("vm-keep"), host(1));
+  }
+
+  Answer completed = migrate("vm-keep", host(1), host(2), "complete");
+  ASSERT_EQ(field(completed, "state"), "completed") << completed.text;
+  EXPECT_EQ(id_of(completed), id_of(prepared));
+  expect_nothing_of(rows(1), vm);
+  EXPECT_EQ(port_uuids(rows(2), "vm-keep"), target_ports);
+  expect_clean(verify());
+}
+
 // How many migrations the daemon's latest start picked up from the journal (its log says).
 size_t resumed_at_last_start(const ControllerProcess& controller) {
   std::string log = controller.log_tail(std::string::npos);
