@@ -237,6 +237,55 @@ TEST_F(ControllerMigration, BackToBackMigrationsAToBThenBToCLeaveTheVmOnlyOnC) {
   expect_clean(verify());
 }
 
+TEST_F(ControllerMigration, AMigrationBetweenTwoHostsOfTheSameSwitchLeavesTheRowsInPlace) {
+  // A top-of-rack switch serves several hosts: compute-1b shares sw-1 with compute-1.
+  Answer added = post("/v1/hosts", json::object{{"id", "compute-1b"}, {"switch", switch_id(1)}});
+  ASSERT_EQ(added.status, 201) << added.text;
+  json::object vm = rich_vm("vm-rack", 1, "tap-rack");
+  add_vm(vm);
+  auto before = std::vector{rows(1).all_uuids(), rows(2).all_uuids(), rows(3).all_uuids()};
+
+  for (const std::string phase : {"prepare", "complete"}) {
+    SCOPED_TRACE(phase);
+    Answer moved = migrate("vm-rack", host(1), "compute-1b", phase);
+    EXPECT_EQ(moved.status, 200) << moved.text;
+    // The configuration never leaves the switch the VM runs on, not even for a moment.
+    EXPECT_EQ((std::vector{rows(1).all_uuids(), rows(2).all_uuids(), rows(3).all_uuids()}), before);
+  }
+  EXPECT_EQ(host_of("vm-rack"), "compute-1b");
+  expect_config_on(rows(1), vm);
+  expect_clean(verify());
+
+  // A rollback between them removes nothing either.
+  Answer prepared = migrate("vm-rack", "compute-1b", host(1), "prepare");
+  EXPECT_EQ(field(prepared, "state"), "prepared") << prepared.text;
+  Answer rolled_back = migrate("vm-rack", "compute-1b", host(1), "rollback");
+  EXPECT_EQ(field(rolled_back, "state"), "rolled_back") << rolled_back.text;
+  EXPECT_EQ((std::vector{rows(1).all_uuids(), rows(2).all_uuids(), rows(3).all_uuids()}), before);
+  EXPECT_EQ(host_of("vm-rack"), "compute-1b");
+
+  // And back, in one message.
+  Answer back = migrate("vm-rack", "compute-1b", host(1));
+  EXPECT_EQ(back.status, 200) << back.text;
+  EXPECT_EQ((std::vector{rows(1).all_uuids(), rows(2).all_uuids(), rows(3).all_uuids()}), before);
+  EXPECT_EQ(host_of("vm-rack"), host(1));
+  expect_clean(verify());
+}
+
+TEST_F(ControllerMigration, ADeletedVmLeavesNoRowsBehind) {
+  json::object vm = rich_vm("vm-gone", 1, "tap-gone");
+  add_vm(vm);
+  ASSERT_TRUE(sandbox(1).add_foreign_port("foreign0"));
+  Answer deleted = call("DELETE", "/v1/vms/vm-gone");
+  ASSERT_EQ(deleted.status, 204) << deleted.text;
+  EXPECT_TRUE(eventually([&] { return rows(1).owned_ports().empty(); }));
+  SwitchRows after = rows(1);
+  expect_nothing_of(after, vm);
+  EXPECT_TRUE(after.owned_qos().empty());
+  EXPECT_EQ(after.ports.count("foreign0"), 1u);
+  expect_clean(verify());
+}
+
 TEST_F(ControllerMigration, SameHostMigrationIsANoopAndRecordsNothing) {
   json::object vm = rich_vm("vm-stay", 1, "tap-stay");
   add_vm(vm);

@@ -119,6 +119,24 @@ TEST_F(MigrationTest, BackToBackMigrations) {
   EXPECT_EQ(h.directory().find_vm("vm-a")->host, "h3");
 }
 
+TEST_F(MigrationTest, HostsSharingASwitchMoveTheVmWithoutRemovingItsRows) {
+  ASSERT_TRUE(h.directory().put_host({"h1b", "s1"}));
+  auto moved = h.migrate("vm-a", "h1", "h1b", Phase::kFull);
+  ASSERT_TRUE(moved) << moved.error().message;
+  EXPECT_EQ(h.record(moved->migration.id).state, MigrationState::kCompleted);
+  EXPECT_EQ(h.directory().find_vm("vm-a")->host, "h1b");
+
+  auto prepared = h.migrate("vm-a", "h1b", "h1", Phase::kPrepare);
+  ASSERT_TRUE(prepared) << prepared.error().message;
+  auto rolled_back = h.migrate("vm-a", "h1b", "h1", Phase::kRollback);
+  ASSERT_TRUE(rolled_back) << rolled_back.error().message;
+  EXPECT_EQ(h.record(prepared->migration.id).state, MigrationState::kRolledBack);
+  EXPECT_EQ(h.directory().find_vm("vm-a")->host, "h1b");
+
+  EXPECT_TRUE(h.sw("s1").has("vm-a"));
+  EXPECT_EQ(h.sw("s1").removes(), 0);
+}
+
 TEST_F(MigrationTest, SameHostIsANoop) {
   auto decision = h.migrate("vm-a", "h1", "h1", Phase::kFull);
   ASSERT_TRUE(decision);

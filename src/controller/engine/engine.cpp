@@ -353,6 +353,11 @@ void Engine::run_step(Flight& flight, Step step) {
     SwitchClient* client = switches_.find(switch_id);
     locked->step_started = std::chrono::steady_clock::now();
     auto done = [this, vm, step](Status status) { on_step_done(vm, step, std::move(status)); };
+    if (step != Step::kInstallTarget && record.source_switch == record.target_switch) {
+      // Two hosts on one switch (a top-of-rack switch): the rows serve the VM on either host,
+      // so removing them from the "source" or the "target" would cut off the running VM.
+      return asio::post(io_, [done] { done(ok()); });
+    }
     if (!client) {
       return asio::post(io_, [done, switch_id] {
         done(Error::make(ErrorCode::kUnavailable, "switch {} is not in the inventory", switch_id));

@@ -6,11 +6,12 @@
 //              in one store transaction -> remove from the source -> journal "completed"
 //   rollback : journal "rolling_back" -> remove from the target -> journal "rolled_back"
 //
-// The source is never touched before the target confirmed. Every step is written to the store
-// before it runs, and every switch operation is idempotent, so a controller killed at any point
-// resumes (resume()) and converges. One migration per VM is active at a time; duplicates and
-// late messages of a finished migration change nothing; a switch that cannot be reached is
-// retried with backoff while the record shows why it waits.
+// The source is never touched before the target confirmed. When both hosts attach to the same
+// switch (a top-of-rack switch), nothing is ever removed: the rows serve the VM on either host.
+// Every step is written to the store before it runs, and every switch operation is idempotent, so a
+// controller killed at any point resumes (resume()) and converges. One migration per VM is active
+// at a time; duplicates and late messages of a finished migration change nothing; a switch that
+// cannot be reached is retried with backoff while the record shows why it waits.
 //
 // Threading: the daemon's event loop owns the engine; every method runs there.
 #pragma once
