@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 #include <boost/json.hpp>
 
+#include <sys/stat.h>
+
 #include <string>
 #include <vector>
 
@@ -81,6 +83,11 @@ TEST_F(ControllerApi, EveryV1PathRefusesAMissingOrWrongTokenAndHealthzNeedsNone)
     ASSERT_TRUE(health) << health.error().message;
     EXPECT_EQ(health->status, 200) << what << ": " << health->body;
   }
+
+  // The token file the daemon created is readable by its owner only.
+  struct stat token_file {};
+  ASSERT_EQ(::stat((controller().dir() + "/controller.token").c_str(), &token_file), 0);
+  EXPECT_EQ(token_file.st_mode & 0777, 0600u);
 
   // Nothing refused changed anything.
   EXPECT_EQ(get("/v1/switches").body.as_array().size(), 3u);

@@ -386,6 +386,29 @@ TEST_F(ControllerMigration, ATargetPortNameTakenBySomeoneElseFailsTheMigrationAn
   expect_nothing_of(rows(1), vm);
 }
 
+TEST_F(ControllerMigration, ADeviceNameAnotherVmAlreadyUsesIsRefusedBeforeAnySwitchSeesIt) {
+  // Two VMs with one tap name would fight over one Port once they meet on a switch.
+  json::object resident = rich_vm("vm-resident", 2, "tap-same");
+  add_vm(resident);
+  json::object other = rich_vm("vm-other", 1, "tap-other");
+  add_vm(other);
+  auto before = std::vector{rows(1).all_uuids(), rows(2).all_uuids(), rows(3).all_uuids()};
+
+  Answer added = post("/v1/vms", rich_vm("vm-newcomer", 1, "tap-same"));
+  EXPECT_EQ(added.status, 409) << added.text;
+  EXPECT_NE(added.error_message().find("vm-resident"), std::string::npos) << added.text;
+  json::object renamed = other.at("interfaces").as_array()[0].as_object();
+  renamed["device"] = "tap-same0";
+  Answer edited = call("PUT", "/v1/vms/vm-other/interfaces/eth0", json::serialize(renamed));
+  EXPECT_EQ(edited.status, 409) << edited.text;
+
+  EXPECT_EQ(get("/v1/vms/vm-newcomer").status, 404);
+  EXPECT_EQ((std::vector{rows(1).all_uuids(), rows(2).all_uuids(), rows(3).all_uuids()}), before);
+  expect_config_on(rows(1), other);
+  expect_config_on(rows(2), resident);
+  expect_clean(verify());
+}
+
 TEST_F(ControllerMigration, CleanupOnTheSourceRemovesOnlyStewardOwnedRows) {
   json::object vm = rich_vm("vm-shared", 1, "tap-shared");
   add_vm(vm);
