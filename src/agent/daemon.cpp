@@ -1,6 +1,7 @@
 #include "agent/daemon.h"
 
 #include "agent/foreground/local_command.h"
+#include "agent/gate/checkpointer.h"
 #include "agent/gate/gate.h"
 #include "core/backoff.h"
 #include "core/clock.h"
@@ -92,6 +93,7 @@ class Agent {
   std::shared_ptr<spdlog::logger> log_ = log::get("agent");
   std::optional<PublicKey> server_key_;
   std::unique_ptr<InstructionStore> store_;
+  std::unique_ptr<Checkpointer> checkpointer_;
   std::map<std::string, std::unique_ptr<Executor>> executors_;
   std::unique_ptr<Gate> gate_;
   std::unique_ptr<MqttClient> mqtt_;
@@ -145,6 +147,10 @@ Status Agent::open_state() {
   auto store = InstructionStore::open(config_.database);
   if (!store) return store.error();
   store_ = std::move(*store);
+  auto checkpointer = Checkpointer::start(config_.database, std::chrono::milliseconds(200));
+  if (!checkpointer) return checkpointer.error();
+  checkpointer_ = std::move(*checkpointer);
+  if (auto status = Checkpointer::disable_auto_checkpoints(store_->db()); !status) return status;
   gate_ = std::make_unique<Gate>(
       *store_, clock_, Gate::Options{config_.terminal, server_key_ ? &*server_key_ : nullptr});
   std::map<std::string, std::string> enrolments;

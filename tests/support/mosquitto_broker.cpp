@@ -240,6 +240,7 @@ Status MosquittoBroker::write_config() {
          << "autosave_interval 1\n"
          << "max_queued_messages 100000\n"
          << "max_inflight_messages 100\n"
+         << "set_tcp_nodelay true\n"
          << "log_dest file " << dir_ << "/mosquitto.log\n"
          << "log_type error\nlog_type warning\nlog_type notice\n"
          << "listener " << port_ << " 127.0.0.1\n";

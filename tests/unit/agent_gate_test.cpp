@@ -361,6 +361,30 @@ TEST_F(GateTest, ASwitchAwayStopsTheReplayAndNothingRunsOnTheWrongOs) {
     EXPECT_EQ(execution.target, "work");
 }
 
+TEST_F(GateTest, ReplayMarksTheNextInstructionInThePreviousCommitAndUnmarksItOnASwitch) {
+  switch_to("personal");
+  for (int i = 1; i <= 3; ++i)
+    deliver(make("w" + std::to_string(i), "work", i));
+  std::vector<std::string> states;
+  gate_->on_reports([&] {
+    auto next = store_->find("w2");
+    ASSERT_TRUE(next);
+    if (*next && executions_.size() == 1) {
+      states.push_back((*next)->state == StoredState::kExecuting ? "executing" : "pending");
+      gate_->announce_foreground("guest");  // right after w1's commit
+    }
+  });
+  switch_to("work");
+  EXPECT_EQ(executed_ids(), std::vector<std::string>{"w1"});
+  EXPECT_EQ(states, std::vector<std::string>{"executing"});
+  auto w2 = store_->find("w2");
+  ASSERT_TRUE(w2 && *w2);
+  EXPECT_EQ((*w2)->state, StoredState::kPending);  // not left looking interrupted
+  gate_->on_reports(nullptr);
+  switch_to("work");
+  EXPECT_EQ(executed_ids(), (std::vector<std::string>{"w1", "w2", "w3"}));
+}
+
 class GateCrashTest : public GateTest {
  protected:
   void SetUp() override {

@@ -196,7 +196,7 @@ Status Gate::accept(const Instruction& instruction) {
   log_->debug("instruction={} target={} stored state={}", instruction.id, instruction.target,
               run_now ? "executing" : "pending");
 
-  if (run_now) return run(instruction);
+  if (run_now) return run(instruction, nullptr);
   if (foreground) return replay(instruction.target);
   return ok();
 }
@@ -315,31 +315,47 @@ Status Gate::replay(const std::string& target) {
     log_->info("system={} in the foreground: running {} stored instructions", target,
                pending->size());
   }
-  for (const StoredInstruction& entry : *pending) {
+  // Each instruction is committed `executing` before it runs. From the second on, that mark
+  // rides in the commit that records the previous one's fate: one commit per instruction.
+  bool marked = false;
+  for (size_t i = 0; i < pending->size(); ++i) {
+    const Instruction& instruction = (*pending)[i].instruction;
     // A switch away stops the replay before the next instruction; the rest waits.
     if (!is_foreground(target)) {
       log_->info("system={} left the foreground: replay stopped", target);
-      return ok();
+      return marked ? set_state(instruction, StoredState::kPending) : ok();
     }
-    const Instruction& instruction = entry.instruction;
     if (expired(instruction, now_ms())) {
       if (auto status = finish(instruction, ReportStatus::kExpired, "expired while stored");
           !status)
         return status;
+      marked = false;
       continue;
     }
-    sqlite::Transaction transaction(store_.db());
-    if (!transaction.begun()) return transaction.begun();
-    if (auto status = store_.set_state(instruction.id, StoredState::kExecuting); !status)
-      return status;
-    if (auto status = commit(transaction); !status) return status;
-    if (auto status = run(instruction); !status) return status;
+    if (!marked) {
+      if (auto status = set_state(instruction, StoredState::kExecuting); !status) return status;
+    }
+    const Instruction* next = nullptr;
+    if (i + 1 < pending->size() && is_foreground(target) &&
+        !expired((*pending)[i + 1].instruction, now_ms())) {
+      next = &(*pending)[i + 1].instruction;
+    }
+    if (auto status = run(instruction, next); !status) return status;
+    marked = next != nullptr;
   }
   return ok();
 }
 
-// The instruction is committed as `executing`: run it, then commit its fate with its report.
-Status Gate::run(const Instruction& instruction) {
+Status Gate::set_state(const Instruction& instruction, StoredState state) {
+  sqlite::Transaction transaction(store_.db());
+  if (!transaction.begun()) return transaction.begun();
+  if (auto status = store_.set_state(instruction.id, state); !status) return status;
+  return commit(transaction);
+}
+
+// The instruction is committed as `executing`: run it, then commit its fate with its report
+// (and the `executing` mark of `next`, when given).
+Status Gate::run(const Instruction& instruction, const Instruction* next) {
   Outcome outcome;
   try {
     outcome = executors_.at(instruction.target)->execute(instruction);
@@ -348,16 +364,17 @@ Status Gate::run(const Instruction& instruction) {
   }
   counters_.executed++;
   ReportStatus status = outcome.success ? ReportStatus::kApplied : ReportStatus::kFailed;
-  log_->info("instruction={} target={} type={} {}{}", instruction.id, instruction.target,
-             instruction.type, to_string(status),
-             outcome.detail.empty() ? "" : " (" + outcome.detail + ")");
-  return finish(instruction, status, outcome.detail, &outcome);
+  auto level = outcome.success ? spdlog::level::debug : spdlog::level::warn;
+  log_->log(level, "instruction={} target={} type={} {}{}", instruction.id, instruction.target,
+            instruction.type, to_string(status),
+            outcome.detail.empty() ? "" : " (" + outcome.detail + ")");
+  return finish(instruction, status, outcome.detail, &outcome, next);
 }
 
 // Records a final fate: the instruction leaves the store, its id stays seen, its report is
 // queued, all in one commit.
 Status Gate::finish(const Instruction& instruction, ReportStatus status, std::string detail,
-                    const Outcome* outcome) {
+                    const Outcome* outcome, const Instruction* mark_next) {
   sqlite::Transaction transaction(store_.db());
   if (!transaction.begun()) return transaction.begun();
   if (auto removed = store_.remove(instruction.id); !removed) return removed;
@@ -371,6 +388,9 @@ Status Gate::finish(const Instruction& instruction, ReportStatus status, std::st
   }
   if (auto reported = report(instruction, status, std::move(detail), outcome); !reported)
     return reported;
+  if (mark_next) {
+    if (auto next = store_.set_state(mark_next->id, StoredState::kExecuting); !next) return next;
+  }
   return commit(transaction);
 }
 

@@ -8,7 +8,9 @@
 //  - at most once: ids are remembered for ever; an instruction is marked `executing` (committed)
 //    before its executor runs and removed with its report in one commit after, so a crash in
 //    between is recognised at recover(): a setting is checked or applied again (desired state),
-//    an action is never run again and is reported `unknown`;
+//    an action is never run again and is reported `unknown`. In a replay the next
+//    instruction's mark shares the previous one's final commit, so a crash right there reports
+//    that next action `unknown` although it had not started (doubt, never a second run);
 //  - order: an OS's stored instructions run in sequence order (ties by arrival), and only while
 //    that OS is still the foreground; a failing one is reported and the next one runs;
 //  - newest wins for settings: an older revision of a setting is refused, a newer one replaces
@@ -105,9 +107,10 @@ class Gate {
   Status withdraw(const std::string& id, const Instruction& by, const std::string& detail,
                   std::vector<std::string>& notes);
   Status replay(const std::string& target);
-  Status run(const Instruction& instruction);
+  Status run(const Instruction& instruction, const Instruction* next);
+  Status set_state(const Instruction& instruction, StoredState state);
   Status finish(const Instruction& instruction, ReportStatus status, std::string detail,
-                const Outcome* outcome = nullptr);
+                const Outcome* outcome = nullptr, const Instruction* mark_next = nullptr);
   Status resolve_interrupted(const StoredInstruction& stored);
   Status commit(sqlite::Transaction& transaction);
   Status report(const Instruction& instruction, ReportStatus status, std::string detail,

@@ -14,14 +14,14 @@ CREATE TABLE IF NOT EXISTS instructions (
   state TEXT NOT NULL,
   body TEXT NOT NULL,
   arrival INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS instructions_by_target ON instructions(target, sequence, arrival);
 CREATE TABLE IF NOT EXISTS seen (
   id TEXT PRIMARY KEY,
   target TEXT NOT NULL,
   status TEXT NOT NULL,
   at_ms INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS settings (
   target TEXT NOT NULL,
   type TEXT NOT NULL,
@@ -59,11 +59,17 @@ Status InstructionStore::migrate() {
   if (auto status = db_->exec(kSchema); !status) {
     return status.error().wrap("cannot create the agent store schema");
   }
+  // Arrival numbers continue from the stored ones (one writer: the gate's thread).
+  auto statement = db_->prepare("SELECT coalesce(max(arrival), 0) + 1 FROM instructions");
+  if (!statement) return statement.error();
+  auto row = statement->step();
+  if (!row) return row.error();
+  next_arrival_ = statement->integer(0);
   return ok();
 }
 
 Result<std::optional<ReportStatus>> InstructionStore::seen(const std::string& id) {
-  auto statement = db_->prepare("SELECT status FROM seen WHERE id = ?1");
+  auto statement = db_->prepare_cached("SELECT status FROM seen WHERE id = ?1");
   if (!statement) return statement.error();
   statement->bind(1, id);
   auto row = statement->step();
@@ -74,7 +80,7 @@ Result<std::optional<ReportStatus>> InstructionStore::seen(const std::string& id
 
 Result<std::optional<SettingRevision>> InstructionStore::setting(const std::string& target,
                                                                  const std::string& type) {
-  auto statement = db_->prepare(
+  auto statement = db_->prepare_cached(
       "SELECT sequence, instruction, revoke, state FROM settings WHERE target = ?1 AND type = ?2");
   if (!statement) return statement.error();
   statement->bind(1, target).bind(2, type);
@@ -87,7 +93,7 @@ Result<std::optional<SettingRevision>> InstructionStore::setting(const std::stri
 
 Result<std::vector<StoredInstruction>> InstructionStore::query(const std::string& sql,
                                                                const std::string& arg) {
-  auto statement = db_->prepare(sql);
+  auto statement = db_->prepare_cached(sql);
   if (!statement) return statement.error();
   if (!arg.empty()) statement->bind(1, arg);
   std::vector<StoredInstruction> out;
@@ -124,7 +130,7 @@ Result<std::vector<StoredInstruction>> InstructionStore::stored() {
 }
 
 Result<int64_t> InstructionStore::stored_count(const std::string& target) {
-  auto statement = db_->prepare("SELECT count(*) FROM instructions WHERE target = ?1");
+  auto statement = db_->prepare_cached("SELECT count(*) FROM instructions WHERE target = ?1");
   if (!statement) return statement.error();
   statement->bind(1, target);
   auto row = statement->step();
@@ -133,7 +139,7 @@ Result<int64_t> InstructionStore::stored_count(const std::string& target) {
 }
 
 Result<std::map<std::string, std::string>> InstructionStore::systems() {
-  auto statement = db_->prepare("SELECT id, enrolment FROM systems");
+  auto statement = db_->prepare_cached("SELECT id, enrolment FROM systems");
   if (!statement) return statement.error();
   std::map<std::string, std::string> out;
   while (true) {
@@ -146,28 +152,31 @@ Result<std::map<std::string, std::string>> InstructionStore::systems() {
 }
 
 Status InstructionStore::insert(const Instruction& instruction, StoredState state) {
-  auto statement = db_->prepare(
+  auto statement = db_->prepare_cached(
       "INSERT INTO instructions (id, target, sequence, state, body, arrival)"
-      " VALUES (?1, ?2, ?3, ?4, ?5,"
-      " (SELECT coalesce(max(arrival), 0) + 1 FROM instructions))");
+      " VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
   if (!statement) return statement.error();
   statement->bind(1, instruction.id)
       .bind(2, instruction.target)
       .bind(3, instruction.sequence)
       .bind(4, state_text(state))
-      .bind(5, json::serialize(to_json(instruction)));
-  return statement->run();
+      .bind(5, json::serialize(to_json(instruction)))
+      .bind(6, next_arrival_);
+  if (auto status = statement->run(); !status) return status;
+  // Only counted once the row is in (a rolled-back insert leaves a harmless gap).
+  ++next_arrival_;
+  return ok();
 }
 
 Status InstructionStore::set_state(const std::string& id, StoredState state) {
-  auto statement = db_->prepare("UPDATE instructions SET state = ?2 WHERE id = ?1");
+  auto statement = db_->prepare_cached("UPDATE instructions SET state = ?2 WHERE id = ?1");
   if (!statement) return statement.error();
   statement->bind(1, id).bind(2, state_text(state));
   return statement->run();
 }
 
 Status InstructionStore::remove(const std::string& id) {
-  auto statement = db_->prepare("DELETE FROM instructions WHERE id = ?1");
+  auto statement = db_->prepare_cached("DELETE FROM instructions WHERE id = ?1");
   if (!statement) return statement.error();
   statement->bind(1, id);
   return statement->run();
@@ -175,7 +184,7 @@ Status InstructionStore::remove(const std::string& id) {
 
 Status InstructionStore::mark_seen(const std::string& id, const std::string& target,
                                    ReportStatus status, int64_t at_ms) {
-  auto statement = db_->prepare(
+  auto statement = db_->prepare_cached(
       "INSERT INTO seen (id, target, status, at_ms) VALUES (?1, ?2, ?3, ?4)"
       " ON CONFLICT (id) DO UPDATE SET status = excluded.status, at_ms = excluded.at_ms");
   if (!statement) return statement.error();
@@ -185,7 +194,7 @@ Status InstructionStore::mark_seen(const std::string& id, const std::string& tar
 
 Status InstructionStore::put_setting(const std::string& target, const std::string& type,
                                      const SettingRevision& revision) {
-  auto statement = db_->prepare(
+  auto statement = db_->prepare_cached(
       "INSERT OR REPLACE INTO settings (target, type, sequence, instruction, revoke, state)"
       " VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
   if (!statement) return statement.error();
@@ -202,7 +211,7 @@ Status InstructionStore::set_setting_state(const std::string& target, const std:
                                            const std::string& instruction,
                                            const std::string& state) {
   // Only the revision that is still the newest is touched.
-  auto statement = db_->prepare(
+  auto statement = db_->prepare_cached(
       "UPDATE settings SET state = ?4 WHERE target = ?1 AND type = ?2 AND instruction = ?3");
   if (!statement) return statement.error();
   statement->bind(1, target).bind(2, type).bind(3, instruction).bind(4, state);
@@ -210,14 +219,15 @@ Status InstructionStore::set_setting_state(const std::string& target, const std:
 }
 
 Status InstructionStore::add_report(const Report& report) {
-  auto statement = db_->prepare("INSERT INTO outbox (body) VALUES (?1)");
+  auto statement = db_->prepare_cached("INSERT INTO outbox (body) VALUES (?1)");
   if (!statement) return statement.error();
   statement->bind(1, json::serialize(to_json(report)));
   return statement->run();
 }
 
 Status InstructionStore::put_system(const std::string& id, const std::string& enrolment) {
-  auto statement = db_->prepare("INSERT OR REPLACE INTO systems (id, enrolment) VALUES (?1, ?2)");
+  auto statement =
+      db_->prepare_cached("INSERT OR REPLACE INTO systems (id, enrolment) VALUES (?1, ?2)");
   if (!statement) return statement.error();
   statement->bind(1, id).bind(2, enrolment);
   return statement->run();
@@ -228,7 +238,7 @@ Result<std::vector<StoredInstruction>> InstructionStore::clear_system(const std:
   if (!removed) return removed.error();
   for (const char* sql :
        {"DELETE FROM instructions WHERE target = ?1", "DELETE FROM settings WHERE target = ?1"}) {
-    auto statement = db_->prepare(sql);
+    auto statement = db_->prepare_cached(sql);
     if (!statement) return statement.error();
     statement->bind(1, id);
     if (auto status = statement->run(); !status) return status.error();
@@ -237,7 +247,7 @@ Result<std::vector<StoredInstruction>> InstructionStore::clear_system(const std:
 }
 
 Status InstructionStore::remove_system(const std::string& id) {
-  auto statement = db_->prepare("DELETE FROM systems WHERE id = ?1");
+  auto statement = db_->prepare_cached("DELETE FROM systems WHERE id = ?1");
   if (!statement) return statement.error();
   statement->bind(1, id);
   return statement->run();
@@ -250,7 +260,7 @@ Result<std::vector<std::pair<int64_t, Report>>> InstructionStore::outbox(int lim
 Result<std::vector<std::pair<int64_t, Report>>> InstructionStore::outbox_after(int64_t after,
                                                                                int limit) {
   auto statement =
-      db_->prepare("SELECT key, body FROM outbox WHERE key > ?1 ORDER BY key LIMIT ?2");
+      db_->prepare_cached("SELECT key, body FROM outbox WHERE key > ?1 ORDER BY key LIMIT ?2");
   if (!statement) return statement.error();
   statement->bind(1, after).bind(2, int64_t{limit});
   std::vector<std::pair<int64_t, Report>> out;
@@ -266,7 +276,7 @@ Result<std::vector<std::pair<int64_t, Report>>> InstructionStore::outbox_after(i
 }
 
 Status InstructionStore::ack_report(int64_t key) {
-  auto statement = db_->prepare("DELETE FROM outbox WHERE key = ?1");
+  auto statement = db_->prepare_cached("DELETE FROM outbox WHERE key = ?1");
   if (!statement) return statement.error();
   statement->bind(1, key);
   return statement->run();

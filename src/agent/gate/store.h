@@ -89,6 +89,7 @@ class InstructionStore {
   Result<std::vector<StoredInstruction>> query(const std::string& sql, const std::string& arg);
 
   std::unique_ptr<sqlite::Database> db_;
+  int64_t next_arrival_ = 1;
 };
 
 }  // namespace steward::agent

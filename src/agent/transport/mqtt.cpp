@@ -5,7 +5,14 @@
 #include <mqtt/async_client.h>
 #include <openssl/rand.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <atomic>
+#include <cstdlib>
+#include <filesystem>
 #include <future>
 
 namespace steward::agent {
@@ -40,6 +47,34 @@ class PublishListener : public mqtt::iaction_listener {
   }
   MqttClient::Done done_;
 };
+
+// Paho C 1.3 offers no TCP_NODELAY option, and with Nagle's algorithm a small publish that
+// follows a PUBACK waits for the broker's delayed ACK (40 ms on Linux), on every message. The
+// connected socket is this process's own: find it by its peer port and set the option.
+void disable_nagle(const std::string& uri) {
+  size_t colon = uri.rfind(':');
+  if (colon == std::string::npos) return;
+  int port = std::atoi(uri.c_str() + colon + 1);
+  if (port <= 0) return;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd", ec)) {
+    int fd = std::atoi(entry.path().filename().c_str());
+    sockaddr_storage peer{};
+    socklen_t size = sizeof(peer);
+    int type = 0;
+    socklen_t type_size = sizeof(type);
+    if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &type_size) != 0 || type != SOCK_STREAM ||
+        ::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &size) != 0) {
+      continue;
+    }
+    int peer_port =
+        peer.ss_family == AF_INET    ? ntohs(reinterpret_cast<sockaddr_in*>(&peer)->sin_port)
+        : peer.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&peer)->sin6_port)
+                                     : -1;
+    int on = 1;
+    if (peer_port == port) ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+  }
+}
 
 }  // namespace
 
@@ -113,6 +148,7 @@ Result<std::unique_ptr<MqttClient>> MqttClient::create(BrokerOptions options) {
   Impl* raw = impl.get();
   impl->client->set_connected_handler([raw](const std::string&) {
     raw->log->info("connected broker={} client={}", raw->options.uri, raw->options.client_id);
+    disable_nagle(raw->options.uri);
     if (raw->connected_handler) raw->connected_handler();
   });
   impl->client->set_connection_lost_handler([raw](const std::string& cause) {

@@ -1,0 +1,41 @@
+#include "agent/gate/checkpointer.h"
+
+#include "core/log.h"
+
+namespace steward::agent {
+
+Result<std::unique_ptr<Checkpointer>> Checkpointer::start(const std::string& path,
+                                                          std::chrono::milliseconds interval) {
+  auto db = sqlite::Database::open(path);
+  if (!db) return db.error().wrap("checkpointer");
+  return std::unique_ptr<Checkpointer>(new Checkpointer(std::move(*db), interval));
+}
+
+Checkpointer::Checkpointer(std::unique_ptr<sqlite::Database> db, std::chrono::milliseconds interval)
+    : db_(std::move(db)), interval_(interval), thread_([this] { loop(); }) {}
+
+Checkpointer::~Checkpointer() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  thread_.join();
+}
+
+Status Checkpointer::disable_auto_checkpoints(sqlite::Database& writer) {
+  return writer.exec("PRAGMA wal_autocheckpoint=0");
+}
+
+void Checkpointer::loop() {
+  std::unique_lock lock(mutex_);
+  while (!wake_.wait_for(lock, interval_, [this] { return stopping_; })) {
+    lock.unlock();
+    if (auto status = db_->exec("PRAGMA wal_checkpoint(PASSIVE)"); !status) {
+      log::get("agent")->warn("store checkpoint failed: {}", status.error().message);
+    }
+    lock.lock();
+  }
+}
+
+}  // namespace steward::agent
