@@ -74,6 +74,10 @@ class Arrivals {
     if (!changed_.wait_for(lock, limit, [&] { return seen_.count(key) > 0; })) return std::nullopt;
     return seen_[key].front();
   }
+  bool wait_distinct(size_t count, std::chrono::milliseconds limit) {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, limit, [&] { return seen_.size() >= count; });
+  }
   bool wait_total(size_t count, std::chrono::milliseconds limit) {
     std::unique_lock lock(mutex_);
     return changed_.wait_for(lock, limit, [&] { return total_ >= count; });
@@ -96,6 +100,7 @@ class Arrivals {
 
 struct Percentiles {
   double p50_ms = 0;
+  double p90_ms = 0;
   double p99_ms = 0;
   double max_ms = 0;
 };
@@ -105,7 +110,7 @@ Percentiles percentiles(std::vector<double> samples_ms) {
   auto at = [&](double q) {
     return samples_ms[std::min(samples_ms.size() - 1, static_cast<size_t>(q * samples_ms.size()))];
   };
-  return {at(0.50), at(0.99), samples_ms.back()};
+  return {at(0.50), at(0.90), at(0.99), samples_ms.back()};
 }
 
 double ms_since(Steady::time_point start) {
@@ -198,7 +203,8 @@ class AgentRun {
     while (true) {
       auto status = local_command(dir + "/agent.sock", {{"op", "status"}}, 1s);
       if (status && status->at("connected").as_bool()) break;
-      if (Steady::now() > deadline || !agent_->running()) die("agent not up: " + agent_->log_tail());
+      if (Steady::now() > deadline || !agent_->running())
+        die("agent not up: " + agent_->log_tail());
       std::this_thread::sleep_for(20ms);
     }
     reports_ = connect(broker.uri());
@@ -254,6 +260,9 @@ class AgentRun {
 double commit_floor(const std::string& dir, int commits) {
   auto db = need(sqlite::Database::open(dir + "/floor.db"), "floor db");
   need(db->exec("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)"), "floor table");
+  // Like the agent's store: no checkpoint inside the commits (the agent runs them on a thread
+  // of their own, which here is left out altogether in the floor's favour).
+  need(db->exec("PRAGMA wal_autocheckpoint=0"), "floor pragma");
   auto start = Steady::now();
   for (int i = 0; i < commits; ++i) {
     sqlite::Transaction transaction(*db);
@@ -327,12 +336,12 @@ int main(int argc, char** argv) {
     std::string id = fmt::format("r{}", i);
     agent.send(id, agent.sealed(id, "work", ++sequence));
   }
-  if (!agent.pending_.wait_total(options.replay, 120s)) die("instructions not all stored");
+  if (!agent.pending_.wait_distinct(options.replay, 120s)) die("instructions not all stored");
   auto replay_start = Steady::now();
   agent.foreground("work");
   double replay_ms = ms_since(replay_start);
   size_t expected = static_cast<size_t>(options.messages + 100 + options.replay);
-  agent.applied_.wait_total(expected, 120s);
+  agent.applied_.wait_distinct(expected, 120s);
   double floor_ms = commit_floor(dir, options.replay);
 
   // Nothing lost, nothing repeated.
@@ -350,14 +359,15 @@ int main(int argc, char** argv) {
       "agent "
       "as its own process with the no-op executor and signed instructions, the floors in the same "
       "run.\n\n"
-      "| path | p50 | p99 | max |\n|---|---|---|---|\n"
+      "| path | p50 | p90 | p99 | max |\n|---|---|---|---|---|\n"
       "| publish -> `applied` report, foreground OS ({} messages, closed loop) | {:.3f} ms | "
-      "{:.3f} ms | {:.3f} ms |\n"
+      "{:.3f} ms | {:.3f} ms | {:.3f} ms |\n"
       "| floor: publish -> echo by a minimal client through the same broker | {:.3f} ms | "
-      "{:.3f} ms | {:.3f} ms |\n\n"
+      "{:.3f} ms | {:.3f} ms | {:.3f} ms |\n\n"
       "| replay on a foreground switch | time |\n|---|---|\n"
       "| {} stored instructions, switch request until all ran | {:.0f} ms |\n"
-      "| floor: {} durable SQLite commits (WAL, synchronous=NORMAL), no agent logic | {:.0f} ms "
+      "| floor: {} durable SQLite commits (WAL, synchronous=NORMAL, no inline checkpoints), no "
+      "agent logic | {:.0f} ms "
       "|\n\n"
       "Targets: publish -> applied p99 within 3x of the floor's p99 and under 20 ms: **{}** "
       "({:.1f}x). Replay under 1 s and within 2x of its floor: **{}** ({:.2f}x). "
@@ -367,12 +377,12 @@ int main(int argc, char** argv) {
       format_wall_us(std::chrono::duration_cast<std::chrono::microseconds>(
                          std::chrono::system_clock::now().time_since_epoch())
                          .count()),
-      options.messages, agent_latency.p50_ms, agent_latency.p99_ms, agent_latency.max_ms,
-      floor_latency.p50_ms, floor_latency.p99_ms, floor_latency.max_ms, options.replay, replay_ms,
-      options.replay, floor_ms, latency_ok ? "met" : "missed",
-      agent_latency.p99_ms / floor_latency.p99_ms, replay_ok ? "met" : "missed",
-      replay_ms / floor_ms, intact ? "none" : "SOME", agent.applied_.distinct(), expected,
-      executed);
+      options.messages, agent_latency.p50_ms, agent_latency.p90_ms, agent_latency.p99_ms,
+      agent_latency.max_ms, floor_latency.p50_ms, floor_latency.p90_ms, floor_latency.p99_ms,
+      floor_latency.max_ms, options.replay, replay_ms, options.replay, floor_ms,
+      latency_ok ? "met" : "missed", agent_latency.p99_ms / floor_latency.p99_ms,
+      replay_ok ? "met" : "missed", replay_ms / floor_ms, intact ? "none" : "SOME",
+      agent.applied_.distinct(), expected, executed);
   fmt::print("{}", section);
   if (!options.write.empty()) write_section(options.write, section);
   return intact ? 0 : 1;
