@@ -66,7 +66,7 @@ Status LogindSource::connect() {
 }
 
 Result<std::optional<std::string>> LogindSource::read_foreground() {
-  sd_bus_error error = SD_BUS_ERROR_NULL;
+  sd_bus_error error{};  // what SD_BUS_ERROR_NULL spells, without a C99 compound literal
   sd_bus_message* reply = nullptr;
   int rc =
       sd_bus_get_property(bus_->bus, kService, seat_path(options_.seat).c_str(),
