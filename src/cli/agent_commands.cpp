@@ -6,6 +6,7 @@
 #include "agent/transport/mqtt.h"
 #include "cli/api_client.h"
 #include "core/clock.h"
+#include "core/log.h"
 
 #include <fmt/format.h>
 #include <openssl/rand.h>
@@ -163,6 +164,7 @@ bool final_status(ReportStatus status) {
 
 int send(const SendFlags& flags) {
   std::signal(SIGPIPE, SIG_IGN);  // Paho and OpenSSL write to sockets the broker may close
+  log::configure("warn");         // the answer is the output; connection chatter is not
   auto instruction = build_instruction(flags);
   if (!instruction) return fail(instruction.error().message);
   std::optional<PrivateKey> key;
@@ -253,6 +255,7 @@ void add_status(CLI::App& agent, std::function<int()>& action) {
   command->callback([&action, flags] {
     action = [flags] {
       std::signal(SIGPIPE, SIG_IGN);
+      log::configure("warn");
       BrokerOptions options = flags->broker.options;
       if (!flags->session.empty()) {
         options.client_id = "steward-status-" + flags->session;
