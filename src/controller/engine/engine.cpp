@@ -412,6 +412,11 @@ void Engine::on_step_done(const std::string& vm, Step step, Status status) {
   }
   log_->debug("migration={} vm={} step={} result=ok seconds={:.6f}", record.id, vm,
               step_name(static_cast<int>(step)), took);
+  if (step == Step::kInstallTarget && record.wanted == Phase::kComplete) {
+    // The switch-over's own commit records "prepared" too: one journal write instead of two.
+    // A crash before it leaves "preparing", whose idempotent install simply runs again.
+    return switch_over(*flight);
+  }
   if (!persist(*flight)) return;
   advance(vm);
 }

@@ -18,40 +18,52 @@ const char* to_string(Drift::Kind kind) {
   return "unknown";
 }
 
+namespace {
+
+// The drift of one VM across every switch whose view is known.
+void find_vm_drift(const Directory& directory,
+                   const std::map<std::string, const OwnedRows*>& rows_by_switch,
+                   const Engine* engine, const std::string& vm_id, std::vector<Drift>& out) {
+  if (engine && engine->active(vm_id)) return;
+  const Vm* vm = directory.find_vm(vm_id);
+  std::string home_id;
+  if (vm) {
+    if (auto home = directory.switch_of_host(vm->host)) home_id = (*home)->id;
+  }
+  for (const auto& [switch_id, rows] : rows_by_switch) {
+    if (!rows) continue;
+    auto found = rows->find(vm_id);
+    if (found == rows->end()) {
+      if (vm && switch_id == home_id && !vm->interfaces.empty()) {
+        out.push_back({Drift::Kind::kMissing, vm_id, switch_id});
+      }
+    } else if (!vm) {
+      out.push_back({Drift::Kind::kOrphan, vm_id, switch_id});
+    } else if (switch_id != home_id) {
+      out.push_back({Drift::Kind::kStale, vm_id, switch_id});
+    } else if (!matches(*vm, found->second)) {
+      out.push_back({Drift::Kind::kDiffers, vm_id, switch_id});
+    }
+  }
+}
+
+}  // namespace
+
 std::vector<Drift> find_drift(const Directory& directory,
                               const std::map<std::string, const OwnedRows*>& rows_by_switch,
                               const Engine* engine) {
-  std::vector<Drift> drift;
-  auto in_flight = [&](const std::string& vm) { return engine && engine->active(vm); };
-
-  // What each switch holds that it should not, or holds differently.
+  // Every VM the inventory knows, and every VM some switch holds rows of.
+  std::set<std::string> vms;
+  for (const auto& [vm_id, vm] : directory.vms())
+    vms.insert(vm_id);
   for (const auto& [switch_id, rows] : rows_by_switch) {
     if (!rows) continue;
-    for (const auto& [vm_id, observed] : *rows) {
-      const Vm* vm = directory.find_vm(vm_id);
-      if (!vm) {
-        drift.push_back({Drift::Kind::kOrphan, vm_id, switch_id});
-        continue;
-      }
-      if (in_flight(vm_id)) continue;
-      auto home = directory.switch_of_host(vm->host);
-      if (!home || (*home)->id != switch_id) {
-        drift.push_back({Drift::Kind::kStale, vm_id, switch_id});
-      } else if (!matches(*vm, observed)) {
-        drift.push_back({Drift::Kind::kDiffers, vm_id, switch_id});
-      }
-    }
+    for (const auto& [vm_id, observed] : *rows)
+      vms.insert(vm_id);
   }
-
-  // What a VM's current switch lacks.
-  for (const auto& [vm_id, vm] : directory.vms()) {
-    if (in_flight(vm_id) || vm.interfaces.empty()) continue;
-    auto home = directory.switch_of_host(vm.host);
-    if (!home) continue;
-    auto rows = rows_by_switch.find((*home)->id);
-    if (rows == rows_by_switch.end() || !rows->second) continue;
-    if (!rows->second->count(vm_id)) drift.push_back({Drift::Kind::kMissing, vm_id, (*home)->id});
-  }
+  std::vector<Drift> drift;
+  for (const auto& vm_id : vms)
+    find_vm_drift(directory, rows_by_switch, engine, vm_id, drift);
   return drift;
 }
 
@@ -146,8 +158,9 @@ void Reconciler::reconcile_vm(const std::string& vm) {
   for (const auto& [id, client] : switches_.clients()) {
     if (client->state() == SwitchState::kReady) rows_by_switch[id] = client->owned();
   }
-  for (const Drift& item : find_drift(directory_, rows_by_switch, &engine_)) {
-    if (item.vm != vm) continue;
+  std::vector<Drift> drift;
+  find_vm_drift(directory_, rows_by_switch, &engine_, vm, drift);
+  for (const Drift& item : drift) {
     if (!locks_.try_lock(vm)) return request();
     repair(item, true);
   }
