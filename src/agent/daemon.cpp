@@ -150,7 +150,7 @@ Status Agent::open_state() {
   auto checkpointer = Checkpointer::start(config_.database, std::chrono::milliseconds(200));
   if (!checkpointer) return checkpointer.error();
   checkpointer_ = std::move(*checkpointer);
-  if (auto status = Checkpointer::disable_auto_checkpoints(store_->db()); !status) return status;
+  if (auto status = Checkpointer::relax_auto_checkpoints(store_->db()); !status) return status;
   gate_ = std::make_unique<Gate>(
       *store_, clock_, Gate::Options{config_.terminal, server_key_ ? &*server_key_ : nullptr});
   std::map<std::string, std::string> enrolments;

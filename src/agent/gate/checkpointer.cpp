@@ -23,8 +23,8 @@ Checkpointer::~Checkpointer() {
   thread_.join();
 }
 
-Status Checkpointer::disable_auto_checkpoints(sqlite::Database& writer) {
-  return writer.exec("PRAGMA wal_autocheckpoint=0");
+Status Checkpointer::relax_auto_checkpoints(sqlite::Database& writer, int pages) {
+  return writer.exec(fmt::format("PRAGMA wal_autocheckpoint={}", pages));
 }
 
 void Checkpointer::loop() {

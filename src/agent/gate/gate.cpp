@@ -179,9 +179,12 @@ Status Gate::accept(const Instruction& instruction) {
 
   // Run now when its OS is in the foreground and nothing older waits for it; else store it.
   bool foreground = is_foreground(instruction.target);
-  auto waiting = store_.stored_count(instruction.target);
-  if (!waiting) return waiting.error();
-  bool run_now = foreground && *waiting == 0;
+  bool run_now = false;
+  if (foreground) {
+    auto waiting = store_.has_stored(instruction.target);
+    if (!waiting) return waiting.error();
+    run_now = !*waiting;
+  }
   StoredState state = run_now ? StoredState::kExecuting : StoredState::kPending;
   if (auto status = store_.insert(instruction, state); !status) return status;
   ReportStatus seen_as = run_now ? ReportStatus::kApplied : ReportStatus::kPending;

@@ -129,13 +129,11 @@ Result<std::vector<StoredInstruction>> InstructionStore::stored() {
                "");
 }
 
-Result<int64_t> InstructionStore::stored_count(const std::string& target) {
-  auto statement = db_->prepare_cached("SELECT count(*) FROM instructions WHERE target = ?1");
+Result<bool> InstructionStore::has_stored(const std::string& target) {
+  auto statement = db_->prepare_cached("SELECT 1 FROM instructions WHERE target = ?1 LIMIT 1");
   if (!statement) return statement.error();
   statement->bind(1, target);
-  auto row = statement->step();
-  if (!row) return row.error();
-  return statement->integer(0);
+  return statement->step();
 }
 
 Result<std::map<std::string, std::string>> InstructionStore::systems() {

@@ -58,7 +58,8 @@ class InstructionStore {
   Result<std::vector<StoredInstruction>> pending_for(const std::string& target);
   // Every stored instruction (pending and executing), by OS then sequence.
   Result<std::vector<StoredInstruction>> stored();
-  Result<int64_t> stored_count(const std::string& target);
+  // Whether any instruction of `target` is stored (one index probe).
+  Result<bool> has_stored(const std::string& target);
   Result<std::map<std::string, std::string>> systems();  // id -> enrolment
 
   // Writes; call inside a transaction.
