@@ -262,6 +262,38 @@ TEST_F(AgentDaemon, AnInstructionForTheForegroundOsIsAppliedAndReported) {
   EXPECT_EQ(reports_.last("a1")->exit_code, 0);
 }
 
+// The broker keeps each instruction (retained) until the agent has committed it: a fresh
+// subscriber then finds nothing left, for stored, applied and rejected ones alike.
+TEST_F(AgentDaemon, TheBrokersCopyIsClearedOnceTheInstructionIsCommitted) {
+  foreground("personal");
+  send(make("stored", "work", 1));
+  send(make("applied", "personal", 2));
+  send(make("refused", "printer", 3));
+  ASSERT_TRUE(reports_.wait("stored", S::kPending));
+  ASSERT_TRUE(reports_.wait("applied", S::kApplied));
+  ASSERT_TRUE(reports_.wait("refused", S::kRejected));
+  std::mutex mutex;
+  std::vector<std::string> retained;
+  BrokerOptions options;
+  options.uri = broker_->uri();
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (true) {  // the clearing publishes are asynchronous: look until they have landed
+    retained.clear();
+    auto reader = MqttClient::create(options);
+    ASSERT_TRUE(reader);
+    (*reader)->on_message([&](const std::string& topic, const std::string& payload, bool) {
+      std::lock_guard lock(mutex);
+      if (!payload.empty()) retained.push_back(topic);
+    });
+    ASSERT_TRUE((*reader)->connect());
+    ASSERT_TRUE((*reader)->subscribe(control_filter("t1"), 1, 5s));
+    std::this_thread::sleep_for(300ms);
+    std::lock_guard lock(mutex);
+    if (retained.empty() || std::chrono::steady_clock::now() > deadline) break;
+  }
+  EXPECT_TRUE(retained.empty()) << retained.front();
+}
+
 TEST_F(AgentDaemon, AnInstructionForABackgroundOsWaitsAndRunsOnceAfterTheSwitch) {
   foreground("personal");
   send(make("a1", "work", 1));
