@@ -319,7 +319,7 @@ Result<MigrationRequest> migration_request_from_json(const json::value& value) {
 
 json::value to_json(const Switch& value) {
   json::object out{{"id", value.id}, {"endpoint", value.endpoint}, {"bridge", value.bridge}};
-  if (!value.tls.ca_cert.empty() || !value.tls.certificate.empty()) {
+  if (!(value.tls == TlsFiles{})) {
     out["tls"] = json::object{{"ca_cert", value.tls.ca_cert},
                               {"certificate", value.tls.certificate},
                               {"private_key", value.tls.private_key}};
