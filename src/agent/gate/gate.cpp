@@ -129,17 +129,31 @@ Status Gate::receive(const Instruction& instruction) {
   if (!seen) return seen.error();
   if (*seen) {
     counters_.duplicates++;
-    log_->debug("instruction={} duplicate ignored (already {})", instruction.id, to_string(**seen));
+    log_->debug("instruction={} duplicate ignored", instruction.id);
     return ok();
   }
   if (!executors_.count(instruction.target)) {
     return reject(claim, fmt::format("unknown system id {}", instruction.target), false);
   }
   if (expired(instruction, now_ms())) {
-    return finish(instruction, ReportStatus::kExpired, "expired before it reached the terminal");
+    return expire_on_arrival(instruction);
   }
   if (instruction.kind == Kind::kCancel) return accept_cancel(instruction);
   return accept(instruction);
+}
+
+Status Gate::expire_on_arrival(const Instruction& instruction) {
+  sqlite::Transaction transaction(store_.db());
+  if (!transaction.begun()) return transaction.begun();
+  if (auto status =
+          store_.mark_seen(instruction.id, instruction.target, ReportStatus::kExpired, now_ms());
+      !status)
+    return status;
+  if (auto status =
+          report(instruction, ReportStatus::kExpired, "expired before it reached the terminal");
+      !status)
+    return status;
+  return commit(transaction);
 }
 
 Status Gate::reject(const Claim& claim, const std::string& detail, bool remember) {
@@ -278,7 +292,7 @@ Status Gate::withdraw(const std::string& id, const Instruction& by, const std::s
   auto seen = store_.seen(id);
   if (!seen) return seen.error();
   if (*seen) {
-    notes.push_back(fmt::format("{} already {}", id, to_string(**seen)));
+    notes.push_back(fmt::format("{} already finished", id));
     return ok();
   }
   if (auto status = store_.mark_seen(id, by.target, ReportStatus::kCancelled, now_ms()); !status)
@@ -380,9 +394,8 @@ Status Gate::finish(const Instruction& instruction, ReportStatus status, std::st
                     const Outcome* outcome, const Instruction* mark_next) {
   sqlite::Transaction transaction(store_.db());
   if (!transaction.begun()) return transaction.begun();
+  // Its id is in `seen` since it was accepted; the fate itself travels in the report.
   if (auto removed = store_.remove(instruction.id); !removed) return removed;
-  if (auto marked = store_.mark_seen(instruction.id, instruction.target, status, now_ms()); !marked)
-    return marked;
   if (instruction.is_setting()) {
     if (auto updated = store_.set_setting_state(instruction.target, instruction.type,
                                                 instruction.id, setting_state(status));

@@ -100,6 +100,7 @@ class Gate {
   };
 
   Status reject(const Claim& claim, const std::string& detail, bool remember);
+  Status expire_on_arrival(const Instruction& instruction);
   Status accept(const Instruction& instruction);
   Status accept_cancel(const Instruction& cancel);
   Result<bool> refuse_if_stale(const Instruction& setting);

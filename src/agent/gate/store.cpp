@@ -32,7 +32,7 @@ CREATE TABLE IF NOT EXISTS settings (
   PRIMARY KEY (target, type)
 );
 CREATE TABLE IF NOT EXISTS outbox (
-  key INTEGER PRIMARY KEY AUTOINCREMENT,
+  key INTEGER PRIMARY KEY,
   body TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS systems (
@@ -65,6 +65,13 @@ Status InstructionStore::migrate() {
   auto row = statement->step();
   if (!row) return row.error();
   next_arrival_ = statement->integer(0);
+  // Report keys only grow while the process lives (the transport sends by key order); at
+  // start they continue from the stored ones, since every unacknowledged report is sent again.
+  auto keys = db_->prepare("SELECT coalesce(max(key), 0) + 1 FROM outbox");
+  if (!keys) return keys.error();
+  auto key_row = keys->step();
+  if (!key_row) return key_row.error();
+  next_outbox_key_ = keys->integer(0);
   return ok();
 }
 
@@ -217,10 +224,12 @@ Status InstructionStore::set_setting_state(const std::string& target, const std:
 }
 
 Status InstructionStore::add_report(const Report& report) {
-  auto statement = db_->prepare_cached("INSERT INTO outbox (body) VALUES (?1)");
+  auto statement = db_->prepare_cached("INSERT INTO outbox (key, body) VALUES (?1, ?2)");
   if (!statement) return statement.error();
-  statement->bind(1, json::serialize(to_json(report)));
-  return statement->run();
+  statement->bind(1, next_outbox_key_).bind(2, json::serialize(to_json(report)));
+  if (auto status = statement->run(); !status) return status;
+  ++next_outbox_key_;
+  return ok();
 }
 
 Status InstructionStore::put_system(const std::string& id, const std::string& enrolment) {

@@ -1,9 +1,10 @@
 // The agent's durable state, in one SQLite file:
 //   instructions  stored instructions not yet finished: `pending` (waiting for their OS) or
 //                 `executing` (marked before the executor runs, so a crash can be recognised)
-//   seen          every instruction id the agent accepted, with its latest status: duplicates
-//                 are recognised by id forever, and a cancel that arrives before the instruction
-//                 it cancels leaves a `cancelled` tombstone here
+//   seen          every instruction id the agent accepted, with its status when accepted:
+//                 duplicates are recognised by id forever, and a cancel that arrives before the
+//                 instruction it cancels leaves a `cancelled` tombstone here (the final fate of
+//                 a stored instruction is in its report, not here: one page less per commit)
 //   settings      per OS and setting type, the newest revision known: older ones are refused
 //   outbox        status reports committed with the change they report, deleted once the
 //                 broker has confirmed them, so no fate is lost across a crash
@@ -91,6 +92,7 @@ class InstructionStore {
 
   std::unique_ptr<sqlite::Database> db_;
   int64_t next_arrival_ = 1;
+  int64_t next_outbox_key_ = 1;
 };
 
 }  // namespace steward::agent
