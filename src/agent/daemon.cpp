@@ -64,6 +64,10 @@ class Agent {
   Status open_state();
   Status start_foreground();
   Status start_endpoints();
+  Status start_local_socket();
+  void handle_local(const json::object& request, LocalCommandServer::Reply reply);
+  Status start_http();
+  std::string render_metrics(const json::object& status);
   void start_transport();
   void connect_broker();
   void schedule_expiry();
@@ -183,7 +187,12 @@ void Agent::announce(std::optional<std::string> system, std::function<void()> ap
 }
 
 Status Agent::start_endpoints() {
-  // Local command socket: foreground changes and the status listing.
+  if (auto status = start_local_socket(); !status) return status;
+  return start_http();
+}
+
+// Local command socket: foreground changes and the status listing.
+Status Agent::start_local_socket() {
   std::set<uid_t> uids = config_.socket_uids;
   uids.insert(::getuid());
   std::error_code ec;
@@ -192,30 +201,37 @@ Status Agent::start_endpoints() {
   local_ = std::make_unique<LocalCommandServer>(
       io_, config_.socket, uids,
       [this](const json::object& request, LocalCommandServer::Reply reply) {
-        const json::value* op = request.if_contains("op");
-        if (op && *op == "foreground") {
-          const json::value* system = request.if_contains("system");
-          std::optional<std::string> id;
-          if (system && system->is_string()) id = std::string(system->get_string());
-          bool wait = request.contains("wait") && request.at("wait") == true;
-          json::object answer{{"ok", true}, {"foreground", id ? json::value(*id) : nullptr}};
-          if (!wait) {
-            announce(id, nullptr);
-            return reply(answer);
-          }
-          return announce(id, [reply, answer] { reply(answer); });
-        }
-        if (op && *op == "status") {
-          return on_gate([this, reply] {
-            auto status = status_json();
-            asio::post(io_, [reply, status] { reply(status); });
-          });
-        }
-        reply(json::object{{"ok", false}, {"error", "op must be \"foreground\" or \"status\""}});
+        handle_local(request, std::move(reply));
       });
-  if (auto status = local_->start(); !status) return status;
+  return local_->start();
+}
 
-  // HTTP: /metrics and /v1/status.
+void Agent::handle_local(const json::object& request, LocalCommandServer::Reply reply) {
+  const json::value* op = request.if_contains("op");
+  if (op && *op == "foreground") {
+    const json::value* system = request.if_contains("system");
+    std::optional<std::string> id;
+    if (system && system->is_string()) id = std::string(system->get_string());
+    bool wait = request.contains("wait") && request.at("wait") == true;
+    json::object answer{{"ok", true}, {"foreground", id ? json::value(*id) : nullptr}};
+    if (!wait) {
+      announce(id, nullptr);
+      return reply(answer);
+    }
+    return announce(id, [reply, answer] { reply(answer); });
+  }
+  if (op && *op == "status") {
+    return on_gate([this, reply] {
+      auto status = status_json();
+      asio::post(io_, [reply, status] { reply(status); });
+    });
+  }
+  reply(json::object{{"ok", false}, {"error", "op must be \"foreground\" or \"status\""}});
+}
+
+// HTTP: /metrics and /v1/status. The store is read on the gate's thread, the answer written on
+// the event loop.
+Status Agent::start_http() {
   http_ = std::make_unique<http::Server>(io_, config_.listen_address, config_.port);
   http_->route("GET", "/v1/status", [this](http::Request&, http::Reply reply) {
     on_gate([this, reply] {
@@ -227,29 +243,7 @@ Status Agent::start_endpoints() {
     on_gate([this, reply] {
       json::object status = status_json();
       asio::post(io_, [this, reply, status] {
-        auto& pending = metrics_.gauge("steward_agent_pending", "Stored instructions per OS");
-        for (const auto& system : status.at("systems").as_array()) {
-          pending.set({{"system", std::string(system.at("id").as_string())}},
-                      static_cast<double>(system.at("pending").as_array().size()));
-        }
-        auto& reports = metrics_.counter("steward_agent_reports_total", "Reports by status");
-        for (const auto& [status_name, count] : gate_->counters().reported) {
-          reports.set({{"status", std::string(to_string(status_name))}},
-                      static_cast<double>(count.load()));
-        }
-        metrics_.counter("steward_agent_messages_total", "Control messages received")
-            .set({}, static_cast<double>(gate_->counters().received.load()));
-        metrics_.counter("steward_agent_duplicates_total", "Duplicate deliveries dropped")
-            .set({}, static_cast<double>(gate_->counters().duplicates.load()));
-        metrics_.counter("steward_agent_executions_total", "Executor runs")
-            .set({}, static_cast<double>(gate_->counters().executed.load()));
-        metrics_.gauge("steward_agent_broker_connected", "1 when connected to the broker")
-            .set({}, mqtt_ && mqtt_->connected() ? 1 : 0);
-        metrics_
-            .counter("steward_agent_local_refused_total",
-                     "Local command connections refused by peer credentials")
-            .set({}, static_cast<double>(local_->refused()));
-        reply(http::Response{200, metrics_.render(), "text/plain; version=0.0.4"});
+        reply(http::Response{200, render_metrics(status), "text/plain; version=0.0.4"});
       });
     });
   });
@@ -257,6 +251,33 @@ Status Agent::start_endpoints() {
   if (!port) return port.error();
   if (!config_.port_file.empty()) std::ofstream(config_.port_file) << *port << "\n";
   return ok();
+}
+
+std::string Agent::render_metrics(const json::object& status) {
+  auto& pending = metrics_.gauge("steward_agent_pending", "Stored instructions per OS");
+  for (const auto& system : status.at("systems").as_array()) {
+    pending.set({{"system", std::string(system.at("id").as_string())}},
+                static_cast<double>(system.at("pending").as_array().size()));
+  }
+  const GateCounters& counters = gate_->counters();
+  auto& reports = metrics_.counter("steward_agent_reports_total", "Reports by status");
+  for (const auto& [report_status, count] : counters.reported) {
+    reports.set({{"status", std::string(to_string(report_status))}},
+                static_cast<double>(count.load()));
+  }
+  metrics_.counter("steward_agent_messages_total", "Control messages received")
+      .set({}, static_cast<double>(counters.received.load()));
+  metrics_.counter("steward_agent_duplicates_total", "Duplicate deliveries dropped")
+      .set({}, static_cast<double>(counters.duplicates.load()));
+  metrics_.counter("steward_agent_executions_total", "Executor runs")
+      .set({}, static_cast<double>(counters.executed.load()));
+  metrics_.gauge("steward_agent_broker_connected", "1 when connected to the broker")
+      .set({}, mqtt_ && mqtt_->connected() ? 1 : 0);
+  metrics_
+      .counter("steward_agent_local_refused_total",
+               "Local command connections refused by peer credentials")
+      .set({}, static_cast<double>(local_->refused()));
+  return metrics_.render();
 }
 
 void Agent::start_transport() {

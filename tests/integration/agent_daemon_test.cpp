@@ -5,6 +5,7 @@
 #include "agent/foreground/local_command.h"
 #include "agent/model/control_message.h"
 #include "agent/transport/mqtt.h"
+#include "core/http.h"
 #include "support/mosquitto_broker.h"
 
 #include <gtest/gtest.h>
@@ -260,6 +261,21 @@ TEST_F(AgentDaemon, AnInstructionForTheForegroundOsIsAppliedAndReported) {
   EXPECT_EQ(run_ids(), std::vector<std::string>{"a1"});
   EXPECT_EQ(reports_.of("a1"), std::vector{S::kApplied});
   EXPECT_EQ(reports_.last("a1")->exit_code, 0);
+
+  // And the daemon's HTTP endpoint says so.
+  std::ifstream port_file(dir_ + "/port");
+  uint16_t port = 0;
+  port_file >> port;
+  http::Client client("127.0.0.1", port);
+  auto metrics = client.request("GET", "/metrics");
+  ASSERT_TRUE(metrics) << metrics.error().message;
+  EXPECT_NE(metrics->body.find("steward_agent_executions_total 1"), std::string::npos)
+      << metrics->body;
+  EXPECT_NE(metrics->body.find("steward_agent_reports_total{status=\"applied\"} 1"),
+            std::string::npos);
+  auto status = client.request("GET", "/v1/status");
+  ASSERT_TRUE(status);
+  EXPECT_NE(status->body.find("\"foreground\":\"work\""), std::string::npos) << status->body;
 }
 
 // The broker keeps each instruction (retained) until the agent has committed it: a fresh
