@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <boost/json.hpp>
 
+#include <signal.h>
+
 #include <cstdio>
 #include <thread>
 
@@ -68,6 +70,14 @@ void ControllerFixture::SetUp() {
 }
 
 void ControllerFixture::TearDown() {
+  // Stop the daemon the ordinary way first, so a sanitizer build reports its leaks too.
+  if (controller_ && controller_->running()) {
+    EXPECT_TRUE(controller_->kill(SIGTERM)) << "the controller did not stop on SIGTERM";
+  }
+  if (controller_) {
+    std::string report = controller_->sanitizer_report();
+    EXPECT_EQ(report, "") << "the controller's sanitizer found a problem";
+  }
   if (HasFailure() && controller_) {
     std::fprintf(stderr,
                  "---- controller log (tail) %s ----\n%s\n---- end of controller log ----\n",

@@ -4,7 +4,8 @@
 // switches and hosts registered over its HTTP API. Helpers speak to the daemon over HTTP and
 // read the switches with ovs-vsctl (SwitchRows), never through the daemon's own client.
 //
-// When a test failed, TearDown prints the tail of the daemon's log before everything is removed.
+// TearDown stops the daemon with SIGTERM and fails the test when its log holds a sanitizer report;
+// when a test failed, it prints the tail of the daemon's log before everything is removed.
 // Waiting is always on a condition with a deadline (eventually()), never a fixed sleep.
 #pragma once
 

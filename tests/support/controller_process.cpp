@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -238,6 +239,16 @@ void ControllerProcess::end(std::chrono::milliseconds grace) {
 std::string ControllerProcess::log_tail(size_t bytes) const {
   std::string text = read_file(log_path());
   return text.size() > bytes ? "..." + text.substr(text.size() - bytes) : text;
+}
+
+std::string ControllerProcess::sanitizer_report() const {
+  std::string text = read_file(log_path());
+  size_t found = std::string::npos;
+  for (const char* marker : {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"})
+    found = std::min(found, text.find(marker));
+  if (found == std::string::npos) return "";
+  size_t line = text.rfind('\n', found);
+  return text.substr(line == std::string::npos ? 0 : line + 1, 4000);
 }
 
 }  // namespace steward::testing

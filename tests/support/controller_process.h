@@ -65,6 +65,9 @@ class ControllerProcess {
   Status restart();
   // The last `bytes` of the daemon's log (stdout and stderr of every run so far).
   std::string log_tail(size_t bytes = 6000) const;
+  // The first AddressSanitizer, LeakSanitizer or UndefinedBehaviorSanitizer report in the log
+  // (a sanitizer build prints them there, leaks once the daemon exited), or "" when none.
+  std::string sanitizer_report() const;
 
  private:
   explicit ControllerProcess(Options options) : options_(std::move(options)) {}
