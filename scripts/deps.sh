@@ -15,6 +15,9 @@ packages=(
   openvswitch-switch openvswitch-common python3-openvswitch
   # the agent: MQTT transport, logind source, and the real peers of its tests
   libpaho-mqttpp-dev libpaho-mqtt-dev libsystemd-dev mosquitto mosquitto-clients dbus
+  # the VPN: XML login, links/routes/rules, nftables; real peers and baselines of its tests
+  libxml2-dev libnl-3-dev libnl-route-3-dev libnftables-dev nftables
+  ocserv openconnect iperf3 tcpdump dnsmasq-base
   # tools the tests and the demo call
   iproute2 procps curl sqlite3 python3
 )
