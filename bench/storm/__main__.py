@@ -111,7 +111,7 @@ class Run:
                 switch.backup(self.snapshots[host])
 
         self.storm_phase(api, started, label)
-        if round_ == self.args.rounds - 1:
+        if round_ == self.args.rounds - 1 and not self.args.only_steward:
             self.idle_phase(api, label)
         self.daemon.stop()
         self.stop_switches(started)
@@ -121,11 +121,22 @@ class Run:
         self.progress("storm: {} concurrent migrations off host-1 ({} connections)".format(
             len(self.storm), self.args.connections))
         out = self.path(label + "-storm.json")
+        profiler = None
+        if self.args.perf_out:
+            # Sampling profile of the daemon during the storm only (a diagnostic run).
+            profiler = self.processes.spawn("perf record", [
+                "perf", "record", "-F", "4000", "-g", "-o", self.args.perf_out, "-p",
+                str(self.daemon.child.pid)], self.path(label + "-perf.log"))
+            time.sleep(0.5)
         procs.run([self.args.storm_client, "--port", str(api.port), "--token-file",
                    self.path(label, "daemon", "token"), "--migrations",
                    self.write_json("storm-migrations.json", self.storm), "--out", out,
                    "--connections", str(self.args.connections)] + self.watch(started),
                   timeout=600)
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(timeout=60)
+            self.processes.stop(profiler)
         after = steward.metrics(api)
         with open(out) as results:
             storm = json.load(results)
@@ -135,7 +146,9 @@ class Run:
         figures["run_queue"] = storm["run_queue_seconds"]
         self.results.setdefault("steward", []).append(figures)
         self.progress("storm: {count} migrations in {wall_s:.2f} s = {rate:.0f}/s".format(
-            **figures))
+            **figures) + "; CPU ms per migration: " + ", ".join(
+                "{} {:.3f}".format(name, seconds * 1e3 / figures["count"])
+                for name, seconds in sorted(figures["cpu"].items())))
         verify = api.call("GET", "/v1/verify")
         if not verify["clean"] or verify["in_flight"]:
             raise RuntimeError("storm: /v1/verify is not clean: {}".format(
@@ -306,6 +319,9 @@ def parse_args():
     parser.add_argument("--idle", type=int, default=200)
     parser.add_argument("--vsctl-migrations", type=int, default=100)
     parser.add_argument("--vsctl-workers", type=int, default=4)
+    parser.add_argument("--only-steward", action="store_true",
+                        help="diagnostics: Steward's storms only; docs/benchmarks.md untouched")
+    parser.add_argument("--perf-out", help="diagnostics: perf record of the daemon's storm here")
     return parser.parse_args()
 
 
@@ -320,8 +336,12 @@ def main():
         for round_ in range(args.rounds):
             run.progress("round {} of {}".format(round_ + 1, args.rounds))
             run.steward_round(round_)
+            if args.only_steward:
+                continue
             run.idl_round(round_)
             run.floor_round(round_)
+        if args.only_steward:
+            return
         run.vsctl_phase()
         text = report.render(args, run.results)
         report.replace_section(args.doc, text)

@@ -1,13 +1,13 @@
 #include "agent/daemon.h"
 
 #include "agent/foreground/local_command.h"
-#include "agent/gate/checkpointer.h"
 #include "agent/gate/gate.h"
 #include "core/backoff.h"
 #include "core/clock.h"
 #include "core/http.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/sqlite_checkpointer.h"
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -97,7 +97,7 @@ class Agent {
   std::shared_ptr<spdlog::logger> log_ = log::get("agent");
   std::optional<PublicKey> server_key_;
   std::unique_ptr<InstructionStore> store_;
-  std::unique_ptr<Checkpointer> checkpointer_;
+  std::unique_ptr<sqlite::Checkpointer> checkpointer_;
   std::map<std::string, std::unique_ptr<Executor>> executors_;
   std::unique_ptr<Gate> gate_;
   std::unique_ptr<MqttClient> mqtt_;
@@ -151,10 +151,11 @@ Status Agent::open_state() {
   auto store = InstructionStore::open(config_.database);
   if (!store) return store.error();
   store_ = std::move(*store);
-  auto checkpointer = Checkpointer::start(config_.database, std::chrono::milliseconds(200));
+  auto checkpointer = sqlite::Checkpointer::start(config_.database, std::chrono::milliseconds(200));
   if (!checkpointer) return checkpointer.error();
   checkpointer_ = std::move(*checkpointer);
-  if (auto status = Checkpointer::relax_auto_checkpoints(store_->db()); !status) return status;
+  if (auto status = sqlite::Checkpointer::relax_auto_checkpoints(store_->db()); !status)
+    return status;
   gate_ = std::make_unique<Gate>(
       *store_, clock_, Gate::Options{config_.terminal, server_key_ ? &*server_key_ : nullptr});
   std::map<std::string, std::string> enrolments;

@@ -54,6 +54,11 @@ struct Engine::Flight {
   Migration record;
   bool running = false;  // a switch operation is outstanding
   bool waiting = false;  // the retry timer is armed
+  // The record changed in memory and the step it guards waits for the journal's next group
+  // commit (with `moved`, the VM's new host, at a switch-over).
+  bool unjournaled = false;
+  bool queued = false;
+  std::optional<Vm> moved;
   Step waiting_step = Step::kInstallTarget;
   Backoff backoff;
   asio::steady_timer retry;
@@ -229,10 +234,14 @@ Result<Decision> Engine::apply_to_active(Flight& flight, Phase wanted,
   Migration before = record;
   record.wanted = wanted;
   if (wanted == Phase::kComplete) record.complete_requested_us = clock_.wall_us();
-  if (auto status = store_.update_migration(record); !status) {
+  // Written now, with whatever else of the record still waits for the group commit (the
+  // switch-over's VM move included): the caller answers the message once this returns.
+  JournalWrite write{&record, flight.moved ? &*flight.moved : nullptr};
+  if (auto status = store_.write_journal({write}); !status) {
     record = before;
     return status.error().wrap("cannot journal the migration");
   }
+  journaled(flight);
   if (flight.waiting && !flight.running && wanted == Phase::kRollback) {
     // A rollback makes a pending retry of the install pointless: go now.
     flight.retry.cancel();
@@ -289,21 +298,21 @@ Result<Decision> Engine::place(const std::string& vm_id, const std::string& host
 void Engine::advance(const std::string& vm) {
   Flight* flight = flight_of(vm);
   if (!flight || flight->running || flight->waiting) return;
+  // No step runs before the record that announces it is in the journal.
+  if (flight->unjournaled) return journal(*flight);
   Migration& record = flight->record;
   switch (record.state) {
     case MigrationState::kPreparing:
       if (record.wanted == Phase::kRollback) {
         record.state = MigrationState::kRollingBack;
-        if (persist(*flight)) advance(vm);
-        return;
+        return journal(*flight);
       }
       return run_step(*flight, Step::kInstallTarget);
     case MigrationState::kPrepared:
       if (record.wanted == Phase::kComplete) return switch_over(*flight);
       if (record.wanted == Phase::kRollback) {
         record.state = MigrationState::kRollingBack;
-        if (persist(*flight)) advance(vm);
-        return;
+        return journal(*flight);
       }
       return notify_if_settled(*flight);
     case MigrationState::kCompleting:
@@ -325,20 +334,12 @@ void Engine::switch_over(Flight& flight) {
   if (!vm) {
     record.state = MigrationState::kFailed;
     record.last_error = "vm removed from the inventory during its migration";
-    if (persist(flight)) finish(record.vm);
-    return;
+    return journal(flight);
   }
-  Vm moved = *vm;
-  moved.host = record.target_host;
+  flight.moved = *vm;
+  flight.moved->host = record.target_host;
   record.state = MigrationState::kCompleting;
-  if (auto status = store_.update_migration_and_vm(record, moved); !status) {
-    record.state = MigrationState::kPrepared;
-    log_->error("migration={} vm={} journal=failed error=\"{}\"", record.id, record.vm,
-                status.error().message);
-    return retry_later(flight);
-  }
-  directory_.set_vm_host(record.vm, record.target_host);
-  advance(record.vm);
+  journal(flight);
 }
 
 void Engine::run_step(Flight& flight, Step step) {
@@ -417,8 +418,7 @@ void Engine::on_step_done(const std::string& vm, Step step, Status status) {
     // A crash before it leaves "preparing", whose idempotent install simply runs again.
     return switch_over(*flight);
   }
-  if (!persist(*flight)) return;
-  advance(vm);
+  journal(*flight);
 }
 
 void Engine::step_failed(Flight& flight, Step step, const Error& error) {
@@ -433,15 +433,13 @@ void Engine::step_failed(Flight& flight, Step step, const Error& error) {
     record.finished_us = clock_.wall_us();
     log_->error("migration={} vm={} step={} result=failed error=\"{}\"", record.id, record.vm,
                 step_name(static_cast<int>(step)), error.message);
-    if (persist(flight)) advance(record.vm);
-    return;
+    return journal(flight);
   }
   if (step == Step::kInstallTarget && record.wanted == Phase::kRollback) {
     // Rolled back while the install was failing: the transaction left nothing behind, but
     // removing from the target is what makes that certain.
     record.state = MigrationState::kRollingBack;
-    if (persist(flight)) advance(record.vm);
-    return;
+    return journal(flight);
   }
   retries_.inc({{"step", step_name(static_cast<int>(step))}});
   log_->warn("migration={} vm={} step={} attempt={} result=retrying error=\"{}\"", record.id,
@@ -477,19 +475,59 @@ void Engine::on_switch_ready(const std::string& switch_id) {
   }
 }
 
-bool Engine::persist(Flight& flight) {
-  if (auto status = store_.update_migration(flight.record); !status) {
-    // Without the journal entry the next step must not run: try again later.
-    log_->error("migration={} vm={} journal=failed error=\"{}\"", flight.record.id,
-                flight.record.vm, status.error().message);
-    retry_later(flight);
-    return false;
+// Queues the flight's record for the journal's next group commit. Every record changed during
+// one turn of the event loop is written by one store transaction (flush_journal), and the step
+// each one announces runs only after that transaction committed.
+void Engine::journal(Flight& flight) {
+  flight.unjournaled = true;
+  if (!flight.queued) {
+    flight.queued = true;
+    journal_queue_.push_back(flight.record.vm);
   }
-  return true;
+  if (!journal_flush_posted_) {
+    journal_flush_posted_ = true;
+    asio::post(io_, [this] { flush_journal(); });
+  }
+}
+
+void Engine::flush_journal() {
+  journal_flush_posted_ = false;
+  std::vector<std::string> vms = std::exchange(journal_queue_, {});
+  std::vector<JournalWrite> writes;
+  writes.reserve(vms.size());
+  for (const std::string& vm : vms) {
+    Flight* flight = flight_of(vm);
+    if (!flight) continue;
+    flight->queued = false;
+    if (flight->unjournaled)
+      writes.push_back({&flight->record, flight->moved ? &*flight->moved : nullptr});
+  }
+  if (writes.empty()) return;
+  if (auto status = store_.write_journal(writes); !status) {
+    // Without the journal entries the next steps must not run: each flight tries again later
+    // (advance() queues its record again).
+    log_->error("journal=failed records={} error=\"{}\"", writes.size(), status.error().message);
+    for (const JournalWrite& write : writes)
+      retry_later(*flight_of(write.migration->vm));
+    return;
+  }
+  for (const JournalWrite& write : writes) {
+    std::string vm = write.migration->vm;
+    journaled(*flight_of(vm));
+    advance(vm);
+  }
+}
+
+void Engine::journaled(Flight& flight) {
+  flight.unjournaled = false;
+  if (flight.moved) {
+    directory_.set_vm_host(flight.record.vm, flight.moved->host);
+    flight.moved.reset();
+  }
 }
 
 bool Engine::settled(const Flight& flight) const {
-  if (flight.running || flight.waiting) return false;
+  if (flight.running || flight.waiting || flight.unjournaled) return false;
   const Migration& record = flight.record;
   return is_terminal(record.state) ||
          (record.state == MigrationState::kPrepared && record.wanted == Phase::kPrepare);

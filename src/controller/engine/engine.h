@@ -114,7 +114,9 @@ class Engine {
   void on_step_done(const std::string& vm, Step step, Status status);
   void step_failed(Flight& flight, Step step, const Error& error);
   void retry_later(Flight& flight);
-  bool persist(Flight& flight);
+  void journal(Flight& flight);
+  void flush_journal();
+  void journaled(Flight& flight);
   void finish(const std::string& vm);
   void notify_if_settled(Flight& flight);
   bool settled(const Flight& flight) const;
@@ -130,6 +132,10 @@ class Engine {
   std::shared_ptr<spdlog::logger> log_;
   std::map<std::string, std::unique_ptr<Flight>> flights_;  // active migrations, by VM
   std::function<void(const std::string&)> finished_listener_;
+  // Group commit: VMs whose record waits for the next journal transaction, and whether that
+  // transaction is already posted to the loop.
+  std::vector<std::string> journal_queue_;
+  bool journal_flush_posted_ = false;
 
   metrics::Family& outcomes_;
   metrics::Family& messages_;

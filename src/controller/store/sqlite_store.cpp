@@ -1,6 +1,7 @@
 #include "controller/model/json.h"
 #include "controller/store/store.h"
 #include "core/sqlite.h"
+#include "core/sqlite_checkpointer.h"
 
 #include <boost/json.hpp>
 
@@ -59,6 +60,14 @@ bool is_foreign_key_error(const Error& error) {
 class SqliteStore final : public Store {
  public:
   explicit SqliteStore(std::unique_ptr<sqlite::Database> db) : db_(std::move(db)) {}
+
+  // Checkpoints move off the event loop (see sqlite::Checkpointer); a file store only.
+  Status checkpoint_in_background(const std::string& path) {
+    auto checkpointer = sqlite::Checkpointer::start(path, std::chrono::milliseconds(200));
+    if (!checkpointer) return checkpointer.error();
+    checkpointer_ = std::move(*checkpointer);
+    return sqlite::Checkpointer::relax_auto_checkpoints(*db_);
+  }
 
   Status migrate() { return db_->exec(kSchema); }
 
@@ -159,6 +168,18 @@ class SqliteStore final : public Store {
     if (!transaction.begun()) return transaction.begun();
     if (auto status = update_migration(migration); !status) return status;
     if (auto status = put_vm(vm); !status) return status;
+    return transaction.commit();
+  }
+
+  Status write_journal(const std::vector<JournalWrite>& writes) override {
+    sqlite::Transaction transaction(*db_);
+    if (!transaction.begun()) return transaction.begun();
+    for (const JournalWrite& write : writes) {
+      if (auto status = update_migration(*write.migration); !status) return status;
+      if (write.moved_vm) {
+        if (auto status = put_vm(*write.moved_vm); !status) return status;
+      }
+    }
     return transaction.commit();
   }
 
@@ -301,6 +322,7 @@ class SqliteStore final : public Store {
   }
 
   std::unique_ptr<sqlite::Database> db_;
+  std::unique_ptr<sqlite::Checkpointer> checkpointer_;  // destroyed before db_
 };
 
 }  // namespace
@@ -311,6 +333,11 @@ Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path) {
   auto store = std::make_unique<SqliteStore>(std::move(*db));
   if (auto status = store->migrate(); !status) {
     return status.error().wrap(fmt::format("cannot create schema in {}", path));
+  }
+  if (path != ":memory:") {
+    if (auto status = store->checkpoint_in_background(path); !status) {
+      return status.error().wrap(fmt::format("cannot start checkpoints of {}", path));
+    }
   }
   return std::unique_ptr<Store>(std::move(store));
 }

@@ -17,6 +17,12 @@
 
 namespace steward::controller {
 
+// One write of a group commit: a migration record, and the VM it moves (switch-over) if any.
+struct JournalWrite {
+  const Migration* migration = nullptr;
+  const Vm* moved_vm = nullptr;
+};
+
 struct Inventory {
   std::vector<Switch> switches;
   std::vector<Host> hosts;
@@ -45,6 +51,9 @@ class Store {
   virtual Status update_migration(const Migration& migration) = 0;
   // Updates the record and moves the VM to `vm.host` in one transaction (switch-over).
   virtual Status update_migration_and_vm(const Migration& migration, const Vm& vm) = 0;
+  // Updates every record (and moves every VM given) in one transaction: all or none. The
+  // engine's group commit: the journal writes of one turn of the event loop share one commit.
+  virtual Status write_journal(const std::vector<JournalWrite>& writes) = 0;
   virtual Result<std::optional<Migration>> find_migration(int64_t id) = 0;
   // The newest migration of `vm` between these hosts, if any.
   virtual Result<std::optional<Migration>> latest_migration(const std::string& vm,

@@ -182,6 +182,7 @@ struct Connection::Impl : std::enable_shared_from_this<Impl> {
   std::string outgoing;
   std::string writing;
   bool write_in_progress = false;
+  bool flush_posted = false;  // a flush() is posted for the end of this loop turn
   std::unordered_map<uint64_t, ReplyHandler> pending;
   uint64_t next_id = 1;
   Clock::time_point last_received;
@@ -415,7 +416,15 @@ void Connection::Impl::send(std::string text) {
     outgoing = std::move(text);
   else
     outgoing += text;
-  if (!write_in_progress) flush();
+  if (write_in_progress || flush_posted) return;
+  // The write goes out at the end of this turn of the event loop, with every other request
+  // made in it: a burst of migrations costs one system call (and one wake-up of the server)
+  // per turn instead of one per transaction.
+  flush_posted = true;
+  asio::post(io, [self = shared_from_this()] {
+    self->flush_posted = false;
+    if (self->link && !self->write_in_progress && !self->outgoing.empty()) self->flush();
+  });
 }
 
 void Connection::Impl::flush() {

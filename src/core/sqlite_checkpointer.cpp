@@ -1,17 +1,17 @@
-#include "agent/gate/checkpointer.h"
+#include "core/sqlite_checkpointer.h"
 
 #include "core/log.h"
 
-namespace steward::agent {
+namespace steward::sqlite {
 
 Result<std::unique_ptr<Checkpointer>> Checkpointer::start(const std::string& path,
                                                           std::chrono::milliseconds interval) {
-  auto db = sqlite::Database::open(path);
+  auto db = Database::open(path);
   if (!db) return db.error().wrap("checkpointer");
   return std::unique_ptr<Checkpointer>(new Checkpointer(std::move(*db), interval));
 }
 
-Checkpointer::Checkpointer(std::unique_ptr<sqlite::Database> db, std::chrono::milliseconds interval)
+Checkpointer::Checkpointer(std::unique_ptr<Database> db, std::chrono::milliseconds interval)
     : db_(std::move(db)), interval_(interval), thread_([this] { loop(); }) {}
 
 Checkpointer::~Checkpointer() {
@@ -23,7 +23,7 @@ Checkpointer::~Checkpointer() {
   thread_.join();
 }
 
-Status Checkpointer::relax_auto_checkpoints(sqlite::Database& writer, int pages) {
+Status Checkpointer::relax_auto_checkpoints(Database& writer, int pages) {
   return writer.exec(fmt::format("PRAGMA wal_autocheckpoint={}", pages));
 }
 
@@ -32,10 +32,10 @@ void Checkpointer::loop() {
   while (!wake_.wait_for(lock, interval_, [this] { return stopping_; })) {
     lock.unlock();
     if (auto status = db_->exec("PRAGMA wal_checkpoint(PASSIVE)"); !status) {
-      log::get("agent")->warn("store checkpoint failed: {}", status.error().message);
+      log::get("store")->warn("checkpoint failed: {}", status.error().message);
     }
     lock.lock();
   }
 }
 
-}  // namespace steward::agent
+}  // namespace steward::sqlite

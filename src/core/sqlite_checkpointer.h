@@ -1,7 +1,8 @@
-// Checkpointer: copies the agent store's write-ahead log into the database file from its own
-// thread and its own connection, so that the fsync a checkpoint needs is not paid by the
-// gate's commits (with SQLite's automatic checkpoints, one commit in a few hundred stalls for
-// it: the publish -> applied p99 and replays showed it). The gate's connection keeps automatic
+// Checkpointer: copies a store's write-ahead log into the database file from its own thread
+// and its own connection, so that the fsync a checkpoint needs is not paid by the event loop's
+// commits (with SQLite's automatic checkpoints, one commit in a few hundred stalls for it: the
+// agent's publish -> applied p99, its replays and the controller's migration storm showed
+// it). The writer's connection keeps automatic
 // checkpoints only as a backstop, at a larger threshold (`relax_auto_checkpoints`): under a
 // sustained stream of commits a concurrent checkpoint never catches up with the writer, and
 // only a checkpoint made by the writer itself between two transactions lets the log start
@@ -20,7 +21,7 @@
 #include <string>
 #include <thread>
 
-namespace steward::agent {
+namespace steward::sqlite {
 
 class Checkpointer {
  public:
@@ -33,13 +34,13 @@ class Checkpointer {
   Checkpointer& operator=(const Checkpointer&) = delete;
 
   // For the writer's connection: automatic checkpoints only every `pages` log pages.
-  static Status relax_auto_checkpoints(sqlite::Database& writer, int pages = 4000);
+  static Status relax_auto_checkpoints(Database& writer, int pages = 4000);
 
  private:
-  Checkpointer(std::unique_ptr<sqlite::Database> db, std::chrono::milliseconds interval);
+  Checkpointer(std::unique_ptr<Database> db, std::chrono::milliseconds interval);
   void loop();
 
-  std::unique_ptr<sqlite::Database> db_;
+  std::unique_ptr<Database> db_;
   std::chrono::milliseconds interval_;
   std::mutex mutex_;
   std::condition_variable wake_;
@@ -47,4 +48,4 @@ class Checkpointer {
   std::thread thread_;
 };
 
-}  // namespace steward::agent
+}  // namespace steward::sqlite
