@@ -188,6 +188,9 @@ Status Controller::start() {
                         std::chrono::milliseconds(100)});
   nova_ = std::make_unique<NovaCorrelator>(
       [this](const std::string& vm) -> std::optional<KnownMigration> {
+        if (const Migration* active = engine_->active(vm)) {
+          return KnownMigration{active->source_host, active->target_host, false};
+        }
         auto latest = store_->latest_migration(vm);
         if (!latest || !*latest) return std::nullopt;
         return KnownMigration{(*latest)->source_host, (*latest)->target_host, !(*latest)->active()};

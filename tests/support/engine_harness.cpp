@@ -32,6 +32,12 @@ class ForwardingSwitch final : public SwitchClient {
 
 }  // namespace
 
+Status JournalFaults::write_journal(const std::vector<JournalWrite>& writes) {
+  if (fail_writes) return Error{ErrorCode::kIo, "disk I/O error (injected)"};
+  ++commits;
+  return inner->write_journal(writes);
+}
+
 Vm make_vm(const std::string& id, const std::string& host, int interfaces) {
   Vm vm{id, "name-" + id, host, {}};
   for (int i = 0; i < interfaces; ++i) {
@@ -77,7 +83,8 @@ void EngineHarness::build() {
   store_.reset();
   auto store = open_sqlite_store((dir_ / "steward.db").string());
   ASSERT_TRUE(store) << store.error().message;
-  store_ = std::move(*store);
+  faults_.inner = std::move(*store);
+  store_ = std::make_unique<JournalFaultStore>(faults_);
   directory_ = std::make_unique<Directory>(*store_);
   ASSERT_TRUE(directory_->load());
   pool_ = std::make_unique<SwitchPool>([this](const Switch& spec) {

@@ -25,6 +25,51 @@ namespace steward::controller::testing {
 // A VM with `interfaces` interfaces on access VLANs 100, 101, ...
 Vm make_vm(const std::string& id, const std::string& host, int interfaces = 2);
 
+// The store of the harness: the real SQLite store, with journal commits that can be made to
+// fail (a full disk) and counted.
+struct JournalFaults {
+  std::unique_ptr<Store> inner;
+  bool fail_writes = false;
+  int commits = 0;
+  Status write_journal(const std::vector<JournalWrite>& writes);
+};
+
+class JournalFaultStore final : public Store {
+ public:
+  explicit JournalFaultStore(JournalFaults& faults) : f_(faults) {}
+  Result<Inventory> load_inventory() override { return f_.inner->load_inventory(); }
+  Result<std::vector<Migration>> load_active_migrations() override {
+    return f_.inner->load_active_migrations();
+  }
+  Status put_switch(const Switch& value) override { return f_.inner->put_switch(value); }
+  Status put_host(const Host& value) override { return f_.inner->put_host(value); }
+  Status put_vm(const Vm& value) override { return f_.inner->put_vm(value); }
+  Status delete_switch(const std::string& id) override { return f_.inner->delete_switch(id); }
+  Status delete_host(const std::string& id) override { return f_.inner->delete_host(id); }
+  Status delete_vm(const std::string& id) override { return f_.inner->delete_vm(id); }
+  Result<int64_t> next_migration_id() override { return f_.inner->next_migration_id(); }
+  Status write_journal(const std::vector<JournalWrite>& writes) override {
+    return f_.write_journal(writes);
+  }
+  Result<std::optional<Migration>> find_migration(int64_t id) override {
+    return f_.inner->find_migration(id);
+  }
+  Result<std::optional<Migration>> latest_migration(const std::string& vm,
+                                                    const std::string& source_host,
+                                                    const std::string& target_host) override {
+    return f_.inner->latest_migration(vm, source_host, target_host);
+  }
+  Result<std::optional<Migration>> latest_migration(const std::string& vm) override {
+    return f_.inner->latest_migration(vm);
+  }
+  Result<std::vector<Migration>> list_migrations(const std::string& vm, int limit) override {
+    return f_.inner->list_migrations(vm, limit);
+  }
+
+ private:
+  JournalFaults& f_;
+};
+
 class EngineHarness {
  public:
   EngineHarness();
@@ -49,6 +94,7 @@ class EngineHarness {
   Engine& engine() { return *engine_; }
   Directory& directory() { return *directory_; }
   Store& store() { return *store_; }
+  JournalFaults& journal_faults() { return faults_; }
   VmLocks& locks() { return locks_; }
   SwitchPool& pool() { return *pool_; }
   boost::asio::io_context& io() { return *io_; }
@@ -63,6 +109,7 @@ class EngineHarness {
   metrics::Registry metrics_;
   VmLocks locks_;
   std::map<std::string, std::unique_ptr<FakeSwitch>> fakes_;
+  JournalFaults faults_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<Directory> directory_;
   std::unique_ptr<SwitchPool> pool_;

@@ -2,6 +2,7 @@
 // duplicates and stale messages.
 #include "support/engine_harness.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 namespace steward::controller::testing {
@@ -183,6 +184,78 @@ TEST_F(MigrationTest, SourceDownDuringCompleteIsRetriedUntilItIsBack) {
   ASSERT_TRUE(h.run_until([&] { return h.record(id).state == MigrationState::kCompleted; }));
   EXPECT_FALSE(h.sw("s1").has("vm-a"));
   EXPECT_EQ(h.record(id).last_error, "");
+}
+
+TEST_F(MigrationTest, AMigrationTheJournalCannotRecordIsRefusedAndNeverStarts) {
+  h.journal_faults().fail_writes = true;
+  auto decision = h.engine().submit({"vm-a", "h1", "h2", Phase::kFull, "test", 0});
+  ASSERT_TRUE(decision);  // decided at once; answered only once journaled
+  std::optional<Status> journaled;
+  h.engine().when_journaled("vm-a", [&](Status status) { journaled = status; });
+  ASSERT_TRUE(h.run_until([&] { return journaled.has_value(); }));
+  ASSERT_FALSE(*journaled);
+  EXPECT_EQ(journaled->error().code, ErrorCode::kIo);
+  h.drain();
+  EXPECT_EQ(h.engine().active("vm-a"), nullptr);
+  EXPECT_FALSE(h.sw("s2").has("vm-a"));
+  EXPECT_EQ(h.sw("s2").installs(), 0);
+  EXPECT_TRUE(h.sw("s1").has("vm-a"));
+  auto stored = h.store().latest_migration("vm-a");
+  ASSERT_TRUE(stored);
+  EXPECT_FALSE(stored->has_value());
+
+  // Once the disk takes writes again, the same message starts the migration.
+  h.journal_faults().fail_writes = false;
+  auto retried = h.migrate("vm-a", "h1", "h2", Phase::kFull);
+  ASSERT_TRUE(retried) << retried.error().message;
+  EXPECT_EQ(h.record(retried->migration.id).state, MigrationState::kCompleted);
+  EXPECT_FALSE(h.sw("s1").has("vm-a"));
+}
+
+TEST_F(MigrationTest, TheSourceIsNotTouchedUntilTheSwitchOverIsJournaled) {
+  h.sw("s2").stall(true);
+  auto decision = h.engine().submit({"vm-a", "h1", "h2", Phase::kFull, "test", 0});
+  ASSERT_TRUE(decision);
+  int64_t id = decision->migration.id;
+  ASSERT_TRUE(h.run_until([&] { return h.sw("s2").held() > 0; }));
+  h.journal_faults().fail_writes = true;  // the switch-over's commit will fail
+  h.sw("s2").stall(false);
+  ASSERT_TRUE(h.run_until([&] { return h.sw("s2").has("vm-a"); }));
+  h.run_until([] { return false; }, std::chrono::milliseconds(100));  // several retries
+  EXPECT_TRUE(h.sw("s1").has("vm-a"));
+  EXPECT_EQ(h.sw("s1").removes(), 0);
+  EXPECT_EQ(h.directory().find_vm("vm-a")->host, "h1");
+  auto stored = h.store().find_migration(id);
+  ASSERT_TRUE(stored && *stored);
+  EXPECT_EQ((*stored)->state, MigrationState::kPreparing);
+
+  h.journal_faults().fail_writes = false;
+  ASSERT_TRUE(h.run_until([&] { return !h.engine().active("vm-a"); }));
+  EXPECT_EQ(h.record(id).state, MigrationState::kCompleted);
+  EXPECT_FALSE(h.sw("s1").has("vm-a"));
+  EXPECT_EQ(h.directory().find_vm("vm-a")->host, "h2");
+}
+
+TEST_F(MigrationTest, MigrationsDecidedInOneLoopTurnShareOneJournalCommit) {
+  for (int i = 0; i < 20; ++i) {
+    std::string vm = fmt::format("vm-b{}", i);
+    ASSERT_TRUE(h.directory().put_vm(make_vm(vm, "h1", 1)));
+  }
+  h.sw("s2").stall(true);  // installs wait, so that only the journal commits run below
+  int before = h.journal_faults().commits;
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(
+        h.engine().submit({fmt::format("vm-b{}", i), "h1", "h2", Phase::kPrepare, "test", 0}));
+  }
+  h.drain();  // the posted group commit runs, and the installs it allows start
+  EXPECT_EQ(h.journal_faults().commits, before + 1);
+  for (int i = 0; i < 20; ++i) {
+    auto stored = h.store().latest_migration(fmt::format("vm-b{}", i));
+    ASSERT_TRUE(stored && *stored);
+  }
+  ASSERT_TRUE(h.run_until([&] { return h.sw("s2").held() == 20; }));
+  h.sw("s2").stall(false);
+  ASSERT_TRUE(h.run_until([&] { return h.sw("s2").installs() >= 20; }));
 }
 
 TEST_F(MigrationTest, TargetRefusingTheConfigurationFailsAndKeepsTheSource) {

@@ -59,6 +59,8 @@ struct Engine::Flight {
   bool unjournaled = false;
   bool queued = false;
   std::optional<Vm> moved;
+  bool fresh = false;  // started by a message and never journaled yet
+  std::vector<std::function<void(Status)>> journal_waiters;
   Step waiting_step = Step::kInstallTarget;
   Backoff backoff;
   asio::steady_timer retry;
@@ -231,23 +233,14 @@ Result<Decision> Engine::apply_to_active(Flight& flight, Phase wanted,
                        "migration {} of vm {} already switched over to {}; it cannot roll back",
                        record.id, record.vm, record.target_host);
   }
-  Migration before = record;
   record.wanted = wanted;
   if (wanted == Phase::kComplete) record.complete_requested_us = clock_.wall_us();
-  // Written now, with whatever else of the record still waits for the group commit (the
-  // switch-over's VM move included): the caller answers the message once this returns.
-  JournalWrite write{&record, flight.moved ? &*flight.moved : nullptr};
-  if (auto status = store_.write_journal({write}); !status) {
-    record = before;
-    return status.error().wrap("cannot journal the migration");
-  }
-  journaled(flight);
+  journal(flight);
   if (flight.waiting && !flight.running && wanted == Phase::kRollback) {
     // A rollback makes a pending retry of the install pointless: go now.
     flight.retry.cancel();
     flight.waiting = false;
   }
-  if (!flight.running && !flight.waiting) asio::post(io_, [this, vm = record.vm] { advance(vm); });
   return Decision{Decision::Outcome::kAdvanced, record, fmt::format("now {}", to_string(wanted))};
 }
 
@@ -267,14 +260,19 @@ Result<Decision> Engine::start_new(const Vm& vm, Phase wanted, const MigrationRe
   record.created_us = clock_.wall_us();
   record.last_issued_us = request.issued_us;
   if (wanted == Phase::kComplete) record.complete_requested_us = record.created_us;
-  // Journal first: the step below runs only once the record is durable.
-  if (auto status = store_.insert_migration(record); !status) {
-    return status.error().wrap("cannot journal the migration");
+  if (next_id_ == 0) {
+    auto next = store_.next_migration_id();
+    if (!next) return next.error().wrap("cannot read the migration journal");
+    next_id_ = *next;
   }
+  record.id = next_id_++;
+  // Journal first: the first step runs once the group commit has made the record durable.
   auto flight = std::make_unique<Flight>(io_, record, options_);
+  flight->fresh = true;
+  Flight& started = *flight;
   flights_[vm.id] = std::move(flight);
   in_flight_.set({}, static_cast<double>(flights_.size()));
-  asio::post(io_, [this, id = vm.id] { advance(id); });
+  journal(started);
   return Decision{Decision::Outcome::kStarted, record,
                   fmt::format("{} -> {} ({} -> {})", record.source_host, record.target_host,
                               source_switch, target_switch)};
@@ -446,7 +444,7 @@ void Engine::step_failed(Flight& flight, Step step, const Error& error) {
              record.vm, step_name(static_cast<int>(step)), record.attempts, error.message);
   flight.waiting_step = step;
   // The record shows why the migration waits; a failed journal write only loses that detail.
-  (void)store_.update_migration(record);
+  (void)store_.write_journal({JournalWrite{&record, nullptr}});
   retry_later(flight);
 }
 
@@ -503,23 +501,39 @@ void Engine::flush_journal() {
       writes.push_back({&flight->record, flight->moved ? &*flight->moved : nullptr});
   }
   if (writes.empty()) return;
-  if (auto status = store_.write_journal(writes); !status) {
-    // Without the journal entries the next steps must not run: each flight tries again later
-    // (advance() queues its record again).
+  Status status = store_.write_journal(writes);
+  if (!status) {
     log_->error("journal=failed records={} error=\"{}\"", writes.size(), status.error().message);
-    for (const JournalWrite& write : writes)
-      retry_later(*flight_of(write.migration->vm));
-    return;
   }
   for (const JournalWrite& write : writes) {
     std::string vm = write.migration->vm;
-    journaled(*flight_of(vm));
-    advance(vm);
+    Flight& flight = *flight_of(vm);
+    for (auto& waiter : std::exchange(flight.journal_waiters, {}))
+      asio::post(io_, [waiter = std::move(waiter), status] { waiter(status); });
+    if (!status && flight.fresh) {
+      // Never journaled, so never started: the message that asked for it was refused.
+      flights_.erase(vm);
+      in_flight_.set({}, static_cast<double>(flights_.size()));
+    } else if (!status) {
+      // Without the journal entry the next step must not run: the flight tries again later
+      // (advance() queues its record again).
+      retry_later(flight);
+    } else {
+      journaled(flight);
+      advance(vm);
+    }
   }
+}
+
+void Engine::when_journaled(const std::string& vm, std::function<void(Status)> done) {
+  Flight* flight = flight_of(vm);
+  if (!flight || !flight->unjournaled) return asio::post(io_, [done] { done(ok()); });
+  flight->journal_waiters.push_back(std::move(done));
 }
 
 void Engine::journaled(Flight& flight) {
   flight.unjournaled = false;
+  flight.fresh = false;
   if (flight.moved) {
     directory_.set_vm_host(flight.record.vm, flight.moved->host);
     flight.moved.reset();

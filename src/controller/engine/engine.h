@@ -73,6 +73,12 @@ class Engine {
   // kConflict when another migration of the VM is in flight or the VM is not on the source.
   Result<Decision> submit(const MigrationRequest& request);
 
+  // Calls `done` (posted) once the journal holds what the last message about `vm` changed
+  // (at once when nothing waits to be written). Migration messages are answered only then:
+  // submit() decides at once, and the group commit makes the decision durable at the end of
+  // the loop turn. An error means it was not written (a new migration then never started).
+  void when_journaled(const std::string& vm, std::function<void(Status)> done);
+
   // The VM manager states where the VM runs now. Completes an active migration whose target is
   // `host`; starts a full migration when the VM is recorded elsewhere; nothing when it agrees.
   Result<Decision> place(const std::string& vm, const std::string& host);
@@ -136,6 +142,7 @@ class Engine {
   // transaction is already posted to the loop.
   std::vector<std::string> journal_queue_;
   bool journal_flush_posted_ = false;
+  int64_t next_id_ = 0;  // the next migration's id; 0 until read from the store
 
   metrics::Family& outcomes_;
   metrics::Family& messages_;

@@ -141,15 +141,21 @@ void Api::answer_decision(const Result<Decision>& decision, std::chrono::millise
   if (!decision) return reply(error_of(decision.error()));
   bool working = decision->outcome == Decision::Outcome::kStarted ||
                  decision->outcome == Decision::Outcome::kAdvanced;
-  if (!working || wait.count() == 0) {
-    return reply(json_response(working ? 202 : 200, decision_json(*decision)));
-  }
-  c_.engine.when_settled(
-      decision->migration.id, wait,
-      [reply, outcome = decision->outcome, detail = decision->detail](Result<Migration> record) {
-        if (!record) return reply(error_of(record.error()));
-        reply(json_response(200, decision_json(Decision{outcome, *record, detail})));
-      });
+  if (!working) return reply(json_response(200, decision_json(*decision)));
+  // Answered once the journal holds the decision: a message acknowledged is never lost.
+  c_.engine.when_journaled(decision->migration.vm, [this, decision = *decision, wait,
+                                                    reply](Status journaled) {
+    if (!journaled) {
+      return reply(error_of(journaled.error().wrap("cannot journal the migration")));
+    }
+    if (wait.count() == 0) return reply(json_response(202, decision_json(decision)));
+    c_.engine.when_settled(
+        decision.migration.id, wait,
+        [reply, outcome = decision.outcome, detail = decision.detail](Result<Migration> record) {
+          if (!record) return reply(error_of(record.error()));
+          reply(json_response(200, decision_json(Decision{outcome, *record, detail})));
+        });
+  });
 }
 
 void Api::migrate(Request& request, Reply reply) {

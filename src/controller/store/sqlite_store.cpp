@@ -135,47 +135,22 @@ class SqliteStore final : public Store {
   Status delete_host(const std::string& id) override { return erase("hosts", "host", id); }
   Status delete_vm(const std::string& id) override { return erase("vms", "vm", id); }
 
-  Status insert_migration(Migration& migration) override {
-    auto statement = db_->prepare_cached(
-        "INSERT INTO migrations(vm, source_host, target_host, source_switch, target_switch, "
-        "wanted, state, origin, created_us, last_issued_us, target_ready_us, "
-        "complete_requested_us, source_cleaned_us, finished_us, attempts, last_error) "
-        "VALUES(?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)");
+  Result<int64_t> next_migration_id() override {
+    // The sequence outlives deleted rows (AUTOINCREMENT): an id is never handed out twice.
+    auto statement = db_->prepare(
+        "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'migrations'), 0), "
+        "coalesce((SELECT max(id) FROM migrations), 0)) + 1");
     if (!statement) return statement.error();
-    bind_migration(*statement, migration);
-    if (auto status = statement->run(); !status) return status;
-    migration.id = db_->last_insert_rowid();
-    return ok();
-  }
-
-  Status update_migration(const Migration& migration) override {
-    auto statement = db_->prepare_cached(
-        "UPDATE migrations SET vm=?2, source_host=?3, target_host=?4, source_switch=?5, "
-        "target_switch=?6, wanted=?7, state=?8, origin=?9, created_us=?10, last_issued_us=?11, "
-        "target_ready_us=?12, complete_requested_us=?13, source_cleaned_us=?14, "
-        "finished_us=?15, attempts=?16, last_error=?17 WHERE id=?1");
-    if (!statement) return statement.error();
-    bind_migration(*statement, migration);
-    if (auto status = statement->run(); !status) return status;
-    if (db_->changes() != 1) {
-      return Error::make(ErrorCode::kNotFound, "migration {} not in the journal", migration.id);
-    }
-    return ok();
-  }
-
-  Status update_migration_and_vm(const Migration& migration, const Vm& vm) override {
-    sqlite::Transaction transaction(*db_);
-    if (!transaction.begun()) return transaction.begun();
-    if (auto status = update_migration(migration); !status) return status;
-    if (auto status = put_vm(vm); !status) return status;
-    return transaction.commit();
+    auto row = statement->step();
+    if (!row) return row.error();
+    return statement->integer(0);
   }
 
   Status write_journal(const std::vector<JournalWrite>& writes) override {
     sqlite::Transaction transaction(*db_);
     if (!transaction.begun()) return transaction.begun();
     for (const JournalWrite& write : writes) {
-      if (auto status = update_migration(*write.migration); !status) return status;
+      if (auto status = put_migration(*write.migration); !status) return status;
       if (write.moved_vm) {
         if (auto status = put_vm(*write.moved_vm); !status) return status;
       }
@@ -257,6 +232,23 @@ class SqliteStore final : public Store {
       if (!json) return json.error().wrap("stored record unreadable");
       if (auto status = visit(*json); !status) return status.error().wrap("stored record invalid");
     }
+  }
+
+  Status put_migration(const Migration& migration) {
+    if (migration.id <= 0) {
+      return Error::make(ErrorCode::kInvalidArgument, "migration of vm {} has no id", migration.vm);
+    }
+    auto statement = db_->prepare_cached(
+        "INSERT INTO migrations(id, vm, source_host, target_host, source_switch, target_switch, "
+        "wanted, state, origin, created_us, last_issued_us, target_ready_us, "
+        "complete_requested_us, source_cleaned_us, finished_us, attempts, last_error) "
+        "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) "
+        "ON CONFLICT(id) DO UPDATE SET wanted=?7, state=?8, last_issued_us=?11, "
+        "target_ready_us=?12, complete_requested_us=?13, source_cleaned_us=?14, "
+        "finished_us=?15, attempts=?16, last_error=?17");
+    if (!statement) return statement.error();
+    bind_migration(*statement, migration);
+    return statement->run();
   }
 
   static void bind_migration(sqlite::Statement& statement, const Migration& m) {

@@ -46,13 +46,11 @@ class Store {
   virtual Status delete_host(const std::string& id) = 0;
   virtual Status delete_vm(const std::string& id) = 0;
 
-  // Journal. insert assigns `migration.id`.
-  virtual Status insert_migration(Migration& migration) = 0;
-  virtual Status update_migration(const Migration& migration) = 0;
-  // Updates the record and moves the VM to `vm.host` in one transaction (switch-over).
-  virtual Status update_migration_and_vm(const Migration& migration, const Vm& vm) = 0;
-  // Updates every record (and moves every VM given) in one transaction: all or none. The
-  // engine's group commit: the journal writes of one turn of the event loop share one commit.
+  // Journal. Migration ids are assigned by the caller, from next_migration_id() on.
+  virtual Result<int64_t> next_migration_id() = 0;
+  // Inserts or updates every record (and moves every VM given) in one transaction: all or
+  // none. The engine's group commit: the journal writes of one turn of its event loop share
+  // one commit.
   virtual Status write_journal(const std::vector<JournalWrite>& writes) = 0;
   virtual Result<std::optional<Migration>> find_migration(int64_t id) = 0;
   // The newest migration of `vm` between these hosts, if any.
