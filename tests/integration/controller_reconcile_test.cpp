@@ -105,6 +105,33 @@ TEST_F(ControllerReconcile, AnInterfaceWhoseMaxRateIsDroppedOrThatIsDeletedTakes
   expect_clean(verify());
 }
 
+TEST_F(ControllerReconcile, QosRowsLeftBehindByAPortDeletedOrClearedByHandAreDeleted) {
+  json::object vm = rich_vm("vm-orphan", 1, "tap-orphan");
+  add_vm(vm);
+  std::size_t qos_rows = rows(1).owned_qos().size();
+  ASSERT_GT(qos_rows, 0u);
+  std::string qos = rows(1).ports.at("tap-orphan0").qos;
+
+  // The port goes; its QoS row (a root row) stays unless Steward deletes it. Then the port's
+  // reference is cleared by hand: that row is left without a port as well.
+  const std::vector<std::vector<std::string>> tamperings = {
+      {"del-port", "tap-orphan0"},
+      {"clear", "port", "tap-orphan0", "qos"},
+  };
+  for (const auto& tampering : tamperings) {
+    SCOPED_TRACE(fmt::format("ovs-vsctl {}", fmt::join(tampering, " ")));
+    ASSERT_TRUE(sandbox(1).vsctl(tampering));
+    EXPECT_TRUE(eventually([&] {
+      SwitchRows now = rows(1);
+      return holds_exactly(now, vm) && now.owned_qos().size() == qos_rows;
+    })) << "owned QoS rows: "
+        << rows(1).owned_qos().size() << ", want " << qos_rows;
+    expect_clean(verify());
+  }
+  EXPECT_EQ(rows(1).qos.count(qos), 0u) << "the first QoS row is still there";
+  EXPECT_EQ(rows(1).qos.size(), qos_rows);
+}
+
 TEST_F(ControllerReconcile, StewardRowsLeftOnAnotherSwitchAreRemovedAndRowsOfOthersAreNot) {
   json::object vm = rich_vm("vm-home", 1, "tap-home");
   add_vm(vm);

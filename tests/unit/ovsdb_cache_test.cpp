@@ -137,6 +137,28 @@ TEST_F(MonitorCacheTest, TheDeviceIndexFollowsTheOwnedView) {
 TEST_F(MonitorCacheTest, ARowThatLosesTheOwnerMarkerIsDropped) {
   EXPECT_TRUE(apply(R"({"Port": {"p1": {"modify": {
       "external_ids": ["map", [["steward-owner", "someone-else"]]]}}}})"));
+  // The port left the view; its QoS row is still marked Steward's and no owned port refers
+  // to it: an orphan of the VM.
+  ASSERT_EQ(cache_.owned().size(), 1u);
+  ASSERT_EQ(cache_.owned().at("vm-1").size(), 1u);
+  EXPECT_EQ(eth0().port_uuid, "");
+  EXPECT_EQ(eth0().qos_uuid, "q1");
+  EXPECT_TRUE(cache_.vm_by_device().empty());
+  EXPECT_TRUE(apply(R"({"QoS": {"q1": {"modify": {
+      "external_ids": ["map", [["steward-owner", "someone-else"]]]}}}})"));
+  EXPECT_TRUE(cache_.owned().empty());
+}
+
+TEST_F(MonitorCacheTest, AQosRowWhosePortWasDeletedByHandIsTheVmsOrphan) {
+  // `ovs-vsctl del-port tap0`: the Port and Interface rows go, the QoS row (a root row) stays.
+  EXPECT_TRUE(apply(R"({"Bridge": {"b1": {"modify": {"ports": ["uuid", "p1"]}}},
+                        "Port": {"p1": {"delete": null}},
+                        "Interface": {"i1": {"delete": null}}})"));
+  ASSERT_EQ(cache_.owned().at("vm-1").size(), 1u);
+  EXPECT_EQ(eth0().port_uuid, "");
+  EXPECT_EQ(eth0().qos_uuid, "q1");
+  // Deleting it empties the view.
+  EXPECT_TRUE(apply(R"({"QoS": {"q1": {"delete": null}}})"));
   EXPECT_TRUE(cache_.owned().empty());
 }
 

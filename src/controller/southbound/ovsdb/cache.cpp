@@ -137,6 +137,7 @@ void MonitorCache::clear() {
   ports_by_vm_.clear();
   port_by_interface_.clear();
   port_by_qos_.clear();
+  qos_by_vm_.clear();
   owned_.clear();
   vm_by_device_.clear();
 }
@@ -263,6 +264,12 @@ void MonitorCache::erase_row(Table table, const std::string& uuid, Touched& touc
 void MonitorCache::unlink(Table table, const std::string& uuid, const Row& row, Touched& touched) {
   touch(table, uuid, touched);
   if (table == Table::kPort) unindex_port(uuid, row);
+  if (table == Table::kQos) {
+    if (auto vm = qos_by_vm_.find(vm_of(row)); vm != qos_by_vm_.end()) {
+      vm->second.erase(uuid);
+      if (vm->second.empty()) qos_by_vm_.erase(vm);
+    }
+  }
 }
 
 void MonitorCache::settle(Table table, RowsByUuid::iterator row, Touched& touched) {
@@ -274,6 +281,8 @@ void MonitorCache::settle(Table table, RowsByUuid::iterator row, Touched& touche
     index_port(row->first, row->second);
   else if (table == Table::kBridge)
     index_bridge(row->first, row->second, touched);
+  else if (table == Table::kQos)
+    qos_by_vm_[vm_of(row->second)].insert(row->first);
   touch(table, row->first, touched);
 }
 
@@ -290,7 +299,13 @@ void MonitorCache::touch(Table table, const std::string& uuid, Touched& touched)
   if (table == Table::kInterface || table == Table::kQos) {
     const auto& index = table == Table::kInterface ? port_by_interface_ : port_by_qos_;
     auto found = index.find(uuid);
-    if (found == index.end()) return;
+    if (found == index.end()) {
+      // A QoS row no owned port refers to is its VM's orphan: it changes that VM's view.
+      const RowsByUuid& qos = tables_[static_cast<std::size_t>(Table::kQos)];
+      if (auto row = qos.find(uuid); table == Table::kQos && row != qos.end())
+        touched.vms.insert(vm_of(row->second));
+      return;
+    }
     port = found->second;
   } else if (table != Table::kPort) {
     return;
@@ -376,14 +391,27 @@ void MonitorCache::rebuild_vm(const std::string& vm_id) {
         seen.push_back(observe(port, row->second));
     }
   }
+  // Owned QoS rows of the VM that none of its ports refers to (its port was deleted by hand,
+  // say): entries with only qos_uuid set, so that they show as drift and the next install or
+  // remove of the VM deletes them.
+  if (auto qos = qos_by_vm_.find(vm_id); qos != qos_by_vm_.end()) {
+    for (const std::string& uuid : qos->second) {
+      if (port_by_qos_.contains(uuid)) continue;
+      controller::ObservedInterface orphan;
+      orphan.qos_uuid = uuid;
+      orphan.vm_id = vm_id;
+      seen.push_back(std::move(orphan));
+    }
+  }
   if (seen.empty()) {
     owned_.erase(vm_id);
     return;
   }
   std::sort(seen.begin(), seen.end(),
             [](const auto& a, const auto& b) { return a.config.id < b.config.id; });
-  for (const controller::ObservedInterface& interface : seen)
-    vm_by_device_[interface.config.device] = vm_id;
+  for (const controller::ObservedInterface& interface : seen) {
+    if (!interface.config.device.empty()) vm_by_device_[interface.config.device] = vm_id;
+  }
   owned_[vm_id] = std::move(seen);
 }
 
@@ -392,6 +420,9 @@ void MonitorCache::rebuild_all() {
   vm_by_device_.clear();
   for (const auto& [vm, ports] : ports_by_vm_)
     rebuild_vm(vm);
+  for (const auto& [vm, qos] : qos_by_vm_) {
+    if (!ports_by_vm_.contains(vm)) rebuild_vm(vm);
+  }
 }
 
 controller::ObservedInterface MonitorCache::observe(const std::string& port_uuid,

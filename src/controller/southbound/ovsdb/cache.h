@@ -6,7 +6,9 @@
 // Only rows that belong to the view are kept (the Bridge named in the spec; rows whose
 // external_ids carry steward-owner=<owner>), so the same cache serves a conditional monitor
 // (the server filters) and a plain RFC 7047 monitor (every row arrives, this filters). Only
-// interfaces whose Port is in the Bridge's `ports` are in the view.
+// interfaces whose Port is in the Bridge's `ports` are in the view, plus, as entries with only
+// `qos_uuid` set, owned QoS rows that no owned Port refers to (left behind when someone deleted
+// the port by hand: QoS rows are root rows and outlive their port).
 //
 // Single-threaded (the switch's io_context). Pure data: no I/O, usable without a socket. Input
 // comes from the network: malformed updates are reported as kInternal errors, never thrown;
@@ -95,6 +97,7 @@ class MonitorCache {
   std::unordered_map<std::string, std::set<std::string>> ports_by_vm_;
   std::unordered_map<std::string, std::string> port_by_interface_;
   std::unordered_map<std::string, std::string> port_by_qos_;
+  std::unordered_map<std::string, std::set<std::string>> qos_by_vm_;  // owned QoS rows
   controller::OwnedRows owned_;
   std::unordered_map<std::string, std::string> vm_by_device_;
 };

@@ -229,6 +229,7 @@ void OvsdbSwitch::run_next(const std::string& vm_id) {
       continue;
     }
     if (planned->empty()) {
+      clean_orphans(vm_id);
       finish_front(vm_id, ok());
       continue;
     }
@@ -279,8 +280,30 @@ void OvsdbSwitch::on_transact_reply(const std::string& vm_id, uint64_t sequence,
                            "{}: the rows kept changing during the transaction; retry", context()));
     return run_next(vm_id);
   }
+  clean_orphans(vm_id);
   finish_front(vm_id, ok());
   run_next(vm_id);
+}
+
+void OvsdbSwitch::clean_orphans(const std::string& vm_id) {
+  ovsdb::PlannedTransaction cleanup = ovsdb::plan_orphan_cleanup(vm_id, cache_.owned());
+  if (cleanup.empty()) return;
+  log_->info("deleting owned QoS rows left without their port switch={} vm={} rows={}", spec_.id,
+             vm_id, cleanup.counted_ops.size());
+  auto params = cleanup.params;
+  connection_->call("transact", std::move(params),
+                    [this, alive = std::weak_ptr<int>(lifetime_), vm_id,
+                     cleanup = std::move(cleanup)](Result<json::value> reply) {
+                      if (alive.expired()) return;
+                      auto outcome = reply ? ovsdb::check_transact_reply(cleanup, *reply)
+                                           : Result<ovsdb::Outcome>(reply.error());
+                      if (!outcome) {
+                        log_->warn(
+                            "owned QoS rows of vm {} left in place on switch {} (a port Steward "
+                            "does not own may still use them): {}",
+                            vm_id, spec_.id, outcome.error().message);
+                      }
+                    });
 }
 
 void OvsdbSwitch::finish_front(const std::string& vm_id, Status status) {

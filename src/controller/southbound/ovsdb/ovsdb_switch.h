@@ -104,6 +104,8 @@ class OvsdbSwitch final : public SwitchClient {
   Result<ovsdb::PlannedTransaction> plan(const Operation& operation) const;
   void on_transact_reply(const std::string& vm_id, uint64_t sequence,
                          Result<boost::json::value> reply);
+  // Deletes owned QoS rows of `vm_id` left without their port, in a transaction of their own.
+  void clean_orphans(const std::string& vm_id);
   void finish_front(const std::string& vm_id, Status status);
   void fail_all(const Error& error);
   void complete(StatusCallback done, Status status);

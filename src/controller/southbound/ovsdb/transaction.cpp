@@ -152,6 +152,10 @@ class Planner {
   void insert(const Interface& wanted);
   void update(const ObservedInterface& seen, const Interface& wanted);
   void remove(const ObservedInterface& seen);
+  void remove_orphan(const ObservedInterface& seen) {
+    add_delete("QoS", seen.qos_uuid);
+    plan_.removed++;
+  }
   PlannedTransaction finish(std::string_view action);
 
  private:
@@ -290,6 +294,9 @@ void Planner::update(const ObservedInterface& seen, const Interface& wanted) {
 }
 
 void Planner::remove(const ObservedInterface& seen) {
+  // An owned QoS row left without its port goes in a transaction of its own
+  // (plan_orphan_cleanup), so that a port of someone else still using it cannot fail this one.
+  if (seen.port_uuid.empty()) return;
   if (!seen.qos_uuid.empty()) {
     // The port goes away with the bridge reference at commit, but the QoS row is a root row and
     // must lose its reference inside this transaction before it can be deleted.
@@ -414,6 +421,17 @@ PlannedTransaction plan_remove(const std::string& vm_id, const std::string& brid
       planner.remove(seen);
   }
   return planner.finish("remove");
+}
+
+PlannedTransaction plan_orphan_cleanup(const std::string& vm_id,
+                                       const controller::OwnedRows& owned) {
+  Planner planner(vm_id, {}, {});
+  if (const std::vector<ObservedInterface>* current = rows_of(owned, vm_id)) {
+    for (const ObservedInterface& seen : *current) {
+      if (seen.port_uuid.empty() && !seen.qos_uuid.empty()) planner.remove_orphan(seen);
+    }
+  }
+  return planner.finish("clean-up");
 }
 
 Result<Outcome> check_transact_reply(const PlannedTransaction& plan, const json::value& result) {

@@ -63,6 +63,12 @@ Result<PlannedTransaction> plan_install(const controller::Vm& vm, const std::str
 PlannedTransaction plan_remove(const std::string& vm_id, const std::string& bridge_uuid,
                                const controller::OwnedRows& owned);
 
+// Deletes the VM's owned QoS rows that no owned port refers to any more (entries of `owned`
+// with only qos_uuid set). Apart from installs and removes: a port Steward does not own that
+// still refers to such a row makes this transaction fail, and only this one.
+PlannedTransaction plan_orphan_cleanup(const std::string& vm_id,
+                                       const controller::OwnedRows& owned);
+
 // How a committed transaction went: kStale when an update matched no row, i.e. the rows changed
 // since they were read and only part of the plan took effect; plan again from fresh rows.
 enum class Outcome { kCommitted, kStale };
