@@ -125,7 +125,7 @@ class Run:
         if self.args.perf_out:
             # Sampling profile of the daemon during the storm only (a diagnostic run).
             profiler = self.processes.spawn("perf record", [
-                "perf", "record", "-F", "4000", "-g", "-o", self.args.perf_out, "-p",
+                "perf", "record", "-F", os.environ.get("STEWARD_PERF_HZ", "4000"), "--call-graph", os.environ.get("STEWARD_PERF_CALLGRAPH", "fp"), "-o", self.args.perf_out, "-p",
                 str(self.daemon.child.pid)], self.path(label + "-perf.log"))
             time.sleep(0.5)
         procs.run([self.args.storm_client, "--port", str(api.port), "--token-file",

@@ -225,14 +225,18 @@ Status Controller::start() {
 void Controller::wire_listeners() {
   auto& connected = metrics_.gauge("steward_switch_connected",
                                    "1 when the switch is connected and its view is current");
-  pool_->set_listener([this, &connected](const std::string& id) {
-    SwitchClient* client = pool_->find(id);
-    if (!client) return;
-    bool ready = client->state() == SwitchState::kReady;
-    connected.set({{"switch", id}}, ready ? 1 : 0);
-    if (ready) engine_->on_switch_ready(id);
-    reconciler_->request();
-  });
+  // Called on every change of a switch's owned rows, and on its state changes.
+  pool_->set_listener(
+      [this, &connected, was_ready = std::set<std::string>()](const std::string& id) mutable {
+        SwitchClient* client = pool_->find(id);
+        if (!client) return;
+        bool ready = client->state() == SwitchState::kReady;
+        connected.set({{"switch", id}}, ready ? 1 : 0);
+        // Steps waiting for the switch go once it becomes ready, not on each row change.
+        if (ready && was_ready.insert(id).second) engine_->on_switch_ready(id);
+        if (!ready) was_ready.erase(id);
+        reconciler_->request();
+      });
   directory_->set_listener([this](const std::string& kind, const std::string& id) {
     if (kind != "switch") return reconciler_->request();
     if (const Switch* spec = directory_->find_switch(id)) {

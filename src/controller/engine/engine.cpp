@@ -120,6 +120,12 @@ Status Engine::resume() {
   return ok();
 }
 
+size_t Engine::working_count() const {
+  return std::count_if(flights_.begin(), flights_.end(), [](const auto& entry) {
+    return entry.second->running || entry.second->unjournaled;
+  });
+}
+
 Engine::Flight* Engine::flight_of(const std::string& vm) {
   auto it = flights_.find(vm);
   return it == flights_.end() ? nullptr : it->second.get();

@@ -97,6 +97,9 @@ class Engine {
   // The active migration of `vm`, or nullptr.
   const Migration* active(const std::string& vm) const;
   size_t active_count() const { return flights_.size(); }
+  // Active migrations with a switch step or a journal write under way right now (not those
+  // waiting for a message, or for a switch to come back).
+  size_t working_count() const;
 
   // A switch came (back): steps waiting to retry on it go now instead of after their backoff.
   void on_switch_ready(const std::string& switch_id);

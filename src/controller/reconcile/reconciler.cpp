@@ -108,10 +108,22 @@ void Reconciler::arm_periodic() {
 void Reconciler::request() {
   if (!running_ || soon_armed_) return;
   soon_armed_ = true;
+  requested_at_ = std::chrono::steady_clock::now();
+  arm_soon();
+}
+
+void Reconciler::arm_soon() {
   soon_.expires_after(options_.debounce);
   soon_.async_wait([this](boost::system::error_code ec) {
+    if (ec || !running_) {
+      soon_armed_ = false;
+      return;
+    }
+    bool busy = engine_.working_count() > 0;
+    if (busy && std::chrono::steady_clock::now() - requested_at_ < options_.busy_defer_max) {
+      return arm_soon();
+    }
     soon_armed_ = false;
-    if (ec || !running_) return;
     pass();
   });
 }

@@ -34,6 +34,9 @@ struct ReconcilerOptions {
   std::chrono::milliseconds interval{5000};  // full pass at least this often
   std::chrono::milliseconds settle{500};     // drift must persist this long before repair
   std::chrono::milliseconds debounce{100};   // delay of a pass after a change was signalled
+  // While migrations are at work (a storm), a signalled pass waits for them to finish, up to
+  // this long: a pass skips VMs in flight anyway, and full passes would compete with them.
+  std::chrono::milliseconds busy_defer_max{2000};
 };
 
 // One difference between the desired placement and a switch.
@@ -70,6 +73,7 @@ class Reconciler {
 
  private:
   void arm_periodic();
+  void arm_soon();
   // `known_change`: applying an inventory change (logged at debug), not repairing drift.
   void repair(const Drift& drift, bool known_change = false);
 
@@ -83,6 +87,7 @@ class Reconciler {
   boost::asio::steady_timer periodic_;
   boost::asio::steady_timer soon_;
   bool soon_armed_ = false;
+  std::chrono::steady_clock::time_point requested_at_;  // first signal of the pending pass
   bool running_ = false;
   // When each drift was first seen, keyed by (kind, vm, switch).
   std::map<std::tuple<int, std::string, std::string>, std::chrono::steady_clock::time_point>
