@@ -159,7 +159,11 @@ class SqliteStore final : public Store {
   }
 
   Result<std::optional<Migration>> find_migration(int64_t id) override {
-    return first(fmt::format("SELECT {} FROM migrations WHERE id = {}", kMigrationColumns, id));
+    auto statement = db_->prepare_cached(
+        fmt::format("SELECT {} FROM migrations WHERE id = ?1", kMigrationColumns));
+    if (!statement) return statement.error();
+    statement->bind(1, id);
+    return first(*statement);
   }
 
   Result<std::optional<Migration>> latest_migration(const std::string& vm,
@@ -305,12 +309,6 @@ class SqliteStore final : public Store {
     if (!rows) return rows.error();
     if (rows->empty()) return std::optional<Migration>();
     return std::optional<Migration>(std::move(rows->front()));
-  }
-
-  Result<std::optional<Migration>> first(const std::string& sql) {
-    auto statement = db_->prepare(sql);
-    if (!statement) return statement.error();
-    return first(*statement);
   }
 
   std::unique_ptr<sqlite::Database> db_;
