@@ -423,6 +423,51 @@ TEST_F(GateCrashTest, StoredInstructionsAndReportsSurviveARestart) {
   EXPECT_EQ(executed_ids(), std::vector<std::string>{"a1"});
 }
 
+TEST_F(GateCrashTest, FinishedInstructionsLeaveNoRowsBehindAfterAReplay) {
+  for (int i = 1; i <= 5; ++i)
+    deliver(make("r" + std::to_string(i), "work", i));
+  switch_to("work");
+  EXPECT_EQ(executions_.size(), 5u);
+  EXPECT_EQ(stored_count(), 0u);
+  auto rows = store_->db().prepare("SELECT count(*) FROM queue");
+  ASSERT_TRUE(rows);
+  ASSERT_TRUE(rows->step());
+  EXPECT_EQ(rows->integer(0), 0) << "done rows were not purged";
+}
+
+TEST_F(GateCrashTest, AStoreWrittenBySchemaOneKeepsItsInstructions) {
+  gate_.reset();
+  store_.reset();
+  for (const char* suffix : {"", "-wal", "-shm"})
+    std::filesystem::remove(path_ + suffix);
+  {
+    // The layout of schema 1: instructions keyed by id, without rowid.
+    auto db = sqlite::Database::open(path_);
+    ASSERT_TRUE(db);
+    ASSERT_TRUE((*db)->exec(R"sql(
+      CREATE TABLE instructions (id TEXT PRIMARY KEY, target TEXT NOT NULL,
+        sequence INTEGER NOT NULL, state TEXT NOT NULL, body TEXT NOT NULL,
+        arrival INTEGER NOT NULL) WITHOUT ROWID;
+      CREATE INDEX instructions_by_target ON instructions(target, sequence, arrival);)sql"));
+    for (int i = 1; i <= 3; ++i) {
+      Instruction instruction = make("old" + std::to_string(i), "work", 10 - i);
+      auto insert =
+          (*db)->prepare("INSERT INTO instructions VALUES (?1, 'work', ?2, 'pending', ?3, ?4)");
+      ASSERT_TRUE(insert);
+      insert->bind(1, instruction.id)
+          .bind(2, instruction.sequence)
+          .bind(3, json::serialize(to_json(instruction)))
+          .bind(4, int64_t{i});
+      ASSERT_TRUE(insert->run());
+    }
+  }
+  open(path_);
+  EXPECT_EQ(stored_count(), 3u);
+  deliver(make("new", "work", 20));  // arrives after the moved ones
+  switch_to("work");
+  EXPECT_EQ(executed_ids(), (std::vector<std::string>{"old3", "old2", "old1", "new"}));
+}
+
 TEST_F(GateCrashTest, AnActionInterruptedByACrashIsReportedUnknownAndNotRunAgain) {
   leave_executing(make("wipe", "work", 1, Kind::kAction, "wipe"));
   open(path_);

@@ -110,6 +110,7 @@ class Gate {
   Status replay(const std::string& target);
   Status run(const Instruction& instruction, const Instruction* next);
   Status set_state(const Instruction& instruction, StoredState state);
+  Status purge_done();
   Status finish(const Instruction& instruction, ReportStatus status, std::string detail,
                 const Outcome* outcome = nullptr, const Instruction* mark_next = nullptr);
   Status resolve_interrupted(const StoredInstruction& stored);

@@ -7,15 +7,15 @@ namespace json = boost::json;
 namespace {
 
 constexpr const char* kSchema = R"sql(
-CREATE TABLE IF NOT EXISTS instructions (
-  id TEXT PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS queue (
+  arrival INTEGER PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
   target TEXT NOT NULL,
   sequence INTEGER NOT NULL,
   state TEXT NOT NULL,
-  body TEXT NOT NULL,
-  arrival INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS instructions_by_target ON instructions(target, sequence, arrival);
+  body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS queue_by_target ON queue(target, sequence, arrival);
 CREATE TABLE IF NOT EXISTS seen (
   id TEXT PRIMARY KEY,
   target TEXT NOT NULL,
@@ -41,9 +41,21 @@ CREATE TABLE IF NOT EXISTS systems (
 );
 )sql";
 
+// Stored instructions live in `queue`, in arrival order (the rowid), as `pending` or
+// `executing`. An instruction whose fate is recorded is marked `done` in place rather than
+// deleted, and done rows are purged in bulk (purge_done()): a replay's commit then rewrites one
+// page of neighbouring rows — the finished instruction and the next one marked executing — and
+// appends its report, instead of deleting from scattered pages of the table and its indexes.
+// Schema 1 kept instructions in a WITHOUT ROWID table keyed by id; open() moves them over.
 const char* state_text(StoredState state) {
   return state == StoredState::kExecuting ? "executing" : "pending";
 }
+
+constexpr const char* kMoveSchema1 = R"sql(
+INSERT OR IGNORE INTO queue (arrival, id, target, sequence, state, body)
+  SELECT arrival, id, target, sequence, state, body FROM instructions ORDER BY arrival;
+DROP TABLE instructions;
+)sql";
 
 }  // namespace
 
@@ -59,8 +71,26 @@ Status InstructionStore::migrate() {
   if (auto status = db_->exec(kSchema); !status) {
     return status.error().wrap("cannot create the agent store schema");
   }
+  bool schema1 = false;
+  {
+    auto old =
+        db_->prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'instructions'");
+    if (!old) return old.error();
+    auto found = old->step();
+    if (!found) return found.error();
+    schema1 = *found;
+  }  // the statement must be finished before its table can be dropped
+  if (schema1) {
+    sqlite::Transaction transaction(*db_);
+    if (!transaction.begun()) return transaction.begun();
+    if (auto status = db_->exec(kMoveSchema1); !status) {
+      return status.error().wrap("cannot move stored instructions to the new schema");
+    }
+    if (auto status = transaction.commit(); !status) return status;
+  }
+  if (auto status = purge_done(); !status) return status;
   // Arrival numbers continue from the stored ones (one writer: the gate's thread).
-  auto statement = db_->prepare("SELECT coalesce(max(arrival), 0) + 1 FROM instructions");
+  auto statement = db_->prepare("SELECT coalesce(max(arrival), 0) + 1 FROM queue");
   if (!statement) return statement.error();
   auto row = statement->step();
   if (!row) return row.error();
@@ -118,7 +148,7 @@ Result<std::vector<StoredInstruction>> InstructionStore::query(const std::string
 }
 
 Result<std::optional<StoredInstruction>> InstructionStore::find(const std::string& id) {
-  auto rows = query("SELECT body, state, arrival FROM instructions WHERE id = ?1", id);
+  auto rows = query("SELECT body, state, arrival FROM queue WHERE id = ?1 AND state != 'done'", id);
   if (!rows) return rows.error();
   if (rows->empty()) return std::optional<StoredInstruction>();
   return std::optional<StoredInstruction>(std::move(rows->front()));
@@ -126,18 +156,21 @@ Result<std::optional<StoredInstruction>> InstructionStore::find(const std::strin
 
 Result<std::vector<StoredInstruction>> InstructionStore::pending_for(const std::string& target) {
   return query(
-      "SELECT body, state, arrival FROM instructions WHERE target = ?1 AND state = 'pending'"
+      "SELECT body, state, arrival FROM queue WHERE target = ?1 AND state = 'pending'"
       " ORDER BY sequence, arrival",
       target);
 }
 
 Result<std::vector<StoredInstruction>> InstructionStore::stored() {
-  return query("SELECT body, state, arrival FROM instructions ORDER BY target, sequence, arrival",
-               "");
+  return query(
+      "SELECT body, state, arrival FROM queue WHERE state != 'done'"
+      " ORDER BY target, sequence, arrival",
+      "");
 }
 
 Result<bool> InstructionStore::has_stored(const std::string& target) {
-  auto statement = db_->prepare_cached("SELECT 1 FROM instructions WHERE target = ?1 LIMIT 1");
+  auto statement =
+      db_->prepare_cached("SELECT 1 FROM queue WHERE target = ?1 AND state != 'done' LIMIT 1");
   if (!statement) return statement.error();
   statement->bind(1, target);
   return statement->step();
@@ -158,7 +191,7 @@ Result<std::map<std::string, std::string>> InstructionStore::systems() {
 
 Status InstructionStore::insert(const Instruction& instruction, StoredState state) {
   auto statement = db_->prepare_cached(
-      "INSERT INTO instructions (id, target, sequence, state, body, arrival)"
+      "INSERT INTO queue (id, target, sequence, state, body, arrival)"
       " VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
   if (!statement) return statement.error();
   statement->bind(1, instruction.id)
@@ -174,17 +207,21 @@ Status InstructionStore::insert(const Instruction& instruction, StoredState stat
 }
 
 Status InstructionStore::set_state(const std::string& id, StoredState state) {
-  auto statement = db_->prepare_cached("UPDATE instructions SET state = ?2 WHERE id = ?1");
+  auto statement = db_->prepare_cached("UPDATE queue SET state = ?2 WHERE id = ?1");
   if (!statement) return statement.error();
   statement->bind(1, id).bind(2, state_text(state));
   return statement->run();
 }
 
 Status InstructionStore::remove(const std::string& id) {
-  auto statement = db_->prepare_cached("DELETE FROM instructions WHERE id = ?1");
+  auto statement = db_->prepare_cached("UPDATE queue SET state = 'done' WHERE id = ?1");
   if (!statement) return statement.error();
   statement->bind(1, id);
   return statement->run();
+}
+
+Status InstructionStore::purge_done() {
+  return db_->exec("DELETE FROM queue WHERE state = 'done'");
 }
 
 Status InstructionStore::mark_seen(const std::string& id, const std::string& target,
@@ -241,10 +278,11 @@ Status InstructionStore::put_system(const std::string& id, const std::string& en
 }
 
 Result<std::vector<StoredInstruction>> InstructionStore::clear_system(const std::string& id) {
-  auto removed = query("SELECT body, state, arrival FROM instructions WHERE target = ?1", id);
+  auto removed =
+      query("SELECT body, state, arrival FROM queue WHERE target = ?1 AND state != 'done'", id);
   if (!removed) return removed.error();
   for (const char* sql :
-       {"DELETE FROM instructions WHERE target = ?1", "DELETE FROM settings WHERE target = ?1"}) {
+       {"DELETE FROM queue WHERE target = ?1", "DELETE FROM settings WHERE target = ?1"}) {
     auto statement = db_->prepare_cached(sql);
     if (!statement) return statement.error();
     statement->bind(1, id);

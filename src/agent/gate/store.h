@@ -66,7 +66,9 @@ class InstructionStore {
   // Writes; call inside a transaction.
   Status insert(const Instruction& instruction, StoredState state);
   Status set_state(const std::string& id, StoredState state);
+  // Marks the instruction done: it no longer counts as stored. purge_done() deletes such rows.
   Status remove(const std::string& id);
+  Status purge_done();
   Status mark_seen(const std::string& id, const std::string& target, ReportStatus status,
                    int64_t at_ms);
   Status put_setting(const std::string& target, const std::string& type,
