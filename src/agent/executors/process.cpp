@@ -8,11 +8,30 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string_view>
 
 extern char** environ;
 
 namespace steward::agent {
 namespace {
+
+// Writes to a pipe whose reader may be gone already (a command that exits without reading its
+// input) without raising SIGPIPE, which would end the whole process: the signal is blocked on
+// this thread for the write (a pipe's SIGPIPE goes to the writing thread), and a pending one is
+// taken back before the mask is restored. The command's exit status tells the rest.
+void write_without_sigpipe(int fd, std::string_view data) {
+  sigset_t pipe_only, previous;
+  sigemptyset(&pipe_only);
+  sigaddset(&pipe_only, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_only, &previous);
+  ssize_t written = ::write(fd, data.data(), data.size());
+  if (written < 0 && errno == EPIPE) {
+    timespec no_wait{0, 0};
+    while (sigtimedwait(&pipe_only, nullptr, &no_wait) > 0) {
+    }
+  }
+  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+}
 
 // Owns a file descriptor.
 class Fd {
@@ -114,9 +133,7 @@ Result<ProcessResult> run_process(const std::vector<std::string>& argv,
 
   // Input first (small: an instruction), then output until exit or the deadline.
   auto deadline = std::chrono::steady_clock::now() + options.timeout;
-  if (!options.input.empty()) {
-    (void)!::write(input.write.get(), options.input.data(), options.input.size());
-  }
+  if (!options.input.empty()) write_without_sigpipe(input.write.get(), options.input);
   input.write.reset();
   ProcessResult result;
   bool finished = collect(output.read.get(), deadline, options.output_limit, result.output);
