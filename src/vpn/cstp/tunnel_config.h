@@ -30,8 +30,8 @@ struct Prefix {
 };
 
 struct TunnelConfig {
-  std::optional<boost::asio::ip::address_v4> address;  // X-CSTP-Address
-  std::optional<int> netmask_length;                   // X-CSTP-Netmask
+  std::optional<boost::asio::ip::address_v4> address;   // X-CSTP-Address
+  std::optional<int> netmask_length;                    // X-CSTP-Netmask
   std::optional<boost::asio::ip::address_v6> address6;  // X-CSTP-Address-IP6 (address part)
   std::optional<int> address6_length;                   // X-CSTP-Address-IP6 (prefix part)
   int mtu = 0;                                          // X-CSTP-MTU
