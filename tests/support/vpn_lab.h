@@ -28,11 +28,11 @@ namespace steward::testing {
 struct GatewayOptions {
   enum class Auth { kPassword, kCertificate };
   Auth auth = Auth::kPassword;
-  bool dtls = true;              // udp-port set; false: no DTLS offered
-  int dpd_seconds = 2;           // dpd / mobile-dpd
+  bool dtls = true;     // udp-port set; false: no DTLS offered
+  int dpd_seconds = 2;  // dpd / mobile-dpd
   int keepalive_seconds = 10;
   int cookie_timeout_seconds = 60;
-  bool other_pool = false;       // hand out 198.18.101.0/24 instead of 198.18.100.0/24
+  bool other_pool = false;  // hand out 198.18.101.0/24 instead of 198.18.100.0/24
 };
 
 // A process started in a namespace; killed (SIGKILL) and reaped by its destructor.

@@ -34,10 +34,10 @@ struct AuthForm {
 struct AuthResponse {
   enum class Kind { kForm, kComplete, kError };
   Kind kind = Kind::kError;
-  AuthForm form;            // kForm
-  std::string message;      // kComplete / kError: the gateway's text, if any
-  std::string error;        // kError: the <error> text
-  std::string opaque;       // <opaque> element, serialized: echoed back in replies
+  AuthForm form;              // kForm
+  std::string message;        // kComplete / kError: the gateway's text, if any
+  std::string error;          // kError: the <error> text
+  std::string opaque;         // <opaque> element, serialized: echoed back in replies
   std::string session_token;  // <session-token> of kComplete (a secret: never log it)
 };
 

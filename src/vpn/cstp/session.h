@@ -52,10 +52,10 @@ struct SessionCounters {
   uint64_t dpd_requests_sent = 0;
   uint64_t dpd_responses_received = 0;
   uint64_t keepalives_sent = 0;
-  uint64_t reconnects = 0;           // tunnels reopened after a loss
-  uint64_t reauthentications = 0;    // logins after the gateway refused the cookie
-  uint64_t dtls_failures = 0;        // DTLS handshakes that failed or channels declared dead
-  uint64_t dropped_while_down = 0;   // send() calls refused while not connected
+  uint64_t reconnects = 0;          // tunnels reopened after a loss
+  uint64_t reauthentications = 0;   // logins after the gateway refused the cookie
+  uint64_t dtls_failures = 0;       // DTLS handshakes that failed or channels declared dead
+  uint64_t dropped_while_down = 0;  // send() calls refused while not connected
 };
 
 struct SessionOptions {

@@ -5,9 +5,12 @@
 
 #include "core/result.h"
 
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -41,8 +44,17 @@ struct TlsOptions {
 
 // A TLS client context with the options applied: TLS 1.2 or newer, peer verification on, the
 // client certificate loaded. Fails (kInvalidArgument) naming the file or pin that is unusable.
-// Host name and pin checks are per connection: see prepare_tls_stream in session.cpp.
+// Host name and pin checks are per connection: see prepare_tls_stream.
 Result<boost::asio::ssl::context> make_tls_context(const TlsOptions& options);
+
+using TlsStream = boost::asio::ssl::stream<boost::asio::ip::tcp::socket>;
+
+// Sets SNI and the per-connection checks (host name, or pin) on `stream` before its handshake.
+// `url_host` is the gateway URL's host. When verification fails, `*failure` says which check
+// failed and why ("certificate is not signed by the configured CA (...)", "host name ... does
+// not match the certificate", "public key pin ... does not match"), for the error the user sees.
+Status prepare_tls_stream(TlsStream& stream, const TlsOptions& options, const std::string& url_host,
+                          std::shared_ptr<std::string> failure);
 
 // The "pin-sha256:..." string of a PEM certificate file (for tests, and to show the user what to
 // pin). Fails when the file cannot be read.
