@@ -29,7 +29,8 @@ Result<std::string> run_shell(const std::string& command) {
   std::string output;
   std::array<char, 4096> chunk;
   size_t got = 0;
-  while ((got = fread(chunk.data(), 1, chunk.size(), pipe)) > 0) output.append(chunk.data(), got);
+  while ((got = fread(chunk.data(), 1, chunk.size(), pipe)) > 0)
+    output.append(chunk.data(), got);
   int status = pclose(pipe);
   if (status != 0) {
     return Error::make(ErrorCode::kIo, "'{}' failed (status {}): {}", command, status, output);
@@ -192,7 +193,8 @@ Status VpnLab::make_certificates() {
   }
   auto hash = run_shell(fmt::format("openssl passwd -6 '{}'", kPassword));
   if (!hash) return hash.error();
-  while (!hash->empty() && hash->back() == '\n') hash->pop_back();
+  while (!hash->empty() && hash->back() == '\n')
+    hash->pop_back();
   return write_file(d + "/passwd", fmt::format("{}:*:{}\n", kUsername, *hash));
 }
 
@@ -204,7 +206,8 @@ VpnLab::~VpnLab() {
     if (auto pids = run_shell("ip netns pids " + ns)) {
       std::istringstream in(*pids);
       pid_t pid = 0;
-      while (in >> pid) kill(pid, SIGKILL);
+      while (in >> pid)
+        kill(pid, SIGKILL);
     }
   }
   for (const auto& ns : {client_ns_, gateway_ns_, intranet_ns_}) {
@@ -216,15 +219,27 @@ VpnLab::~VpnLab() {
   }
 }
 
-std::string VpnLab::ca_file() const { return dir_ + "/ca.pem"; }
-std::string VpnLab::other_ca_file() const { return dir_ + "/other-ca.pem"; }
-std::string VpnLab::server_cert_file() const { return dir_ + "/server.pem"; }
-std::string VpnLab::client_cert_file() const { return dir_ + "/client.pem"; }
-std::string VpnLab::client_key_file() const { return dir_ + "/client.key"; }
+std::string VpnLab::ca_file() const {
+  return dir_ + "/ca.pem";
+}
+std::string VpnLab::other_ca_file() const {
+  return dir_ + "/other-ca.pem";
+}
+std::string VpnLab::server_cert_file() const {
+  return dir_ + "/server.pem";
+}
+std::string VpnLab::client_cert_file() const {
+  return dir_ + "/client.pem";
+}
+std::string VpnLab::client_key_file() const {
+  return dir_ + "/client.key";
+}
 std::string VpnLab::gateway_url() const {
   return fmt::format("https://{}:{}/", kGatewayOutside, port_);
 }
-std::string VpnLab::gateway_log() const { return read_file(dir_ + "/ocserv.log"); }
+std::string VpnLab::gateway_log() const {
+  return read_file(dir_ + "/ocserv.log");
+}
 
 // ---- ocserv
 
@@ -314,7 +329,8 @@ Status VpnLab::stop_gateway() {
   if (auto pids = run_shell("ip netns pids " + gateway_ns_)) {
     std::istringstream in(*pids);
     pid_t pid = 0;
-    while (in >> pid) kill(pid, SIGKILL);
+    while (in >> pid)
+      kill(pid, SIGKILL);
   }
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   std::string probe = fmt::format("ss -Hltn 'sport = :{}'", port_);
@@ -335,17 +351,19 @@ Status VpnLab::restart_gateway(const GatewayOptions& options) {
 
 Status VpnLab::block_dtls(bool blocked) {
   std::string table = "steward_lab_dtls";
-  if (!blocked) return shell(fmt::format("ip netns exec {} nft delete table inet {}", gateway_ns_, table));
-  return shell(fmt::format(
-      "ip netns exec {} nft 'add table inet {t}; "
-      "add chain inet {t} input {{ type filter hook input priority 0; }}; "
-      "add rule inet {t} input udp dport {p} drop'",
-      gateway_ns_, fmt::arg("t", table), fmt::arg("p", port_)));
+  if (!blocked)
+    return shell(fmt::format("ip netns exec {} nft delete table inet {}", gateway_ns_, table));
+  return shell(
+      fmt::format("ip netns exec {} nft 'add table inet {t}; "
+                  "add chain inet {t} input {{ type filter hook input priority 0; }}; "
+                  "add rule inet {t} input udp dport {p} drop'",
+                  gateway_ns_, fmt::arg("t", table), fmt::arg("p", port_)));
 }
 
 Status VpnLab::blackhole_gateway(bool blocked) {
   std::string table = "steward_lab_blackhole";
-  if (!blocked) return shell(fmt::format("ip netns exec {} nft delete table inet {}", gateway_ns_, table));
+  if (!blocked)
+    return shell(fmt::format("ip netns exec {} nft delete table inet {}", gateway_ns_, table));
   return shell(fmt::format(
       "ip netns exec {} nft 'add table inet {t}; "
       "add chain inet {t} input {{ type filter hook input priority 0; }}; "
@@ -379,7 +397,8 @@ Status VpnLab::run_in(const std::string& ns, const std::function<void()>& fn) {
 
 Result<std::string> VpnLab::exec_in(const std::string& ns, const std::string& command) {
   std::string quoted;
-  for (char c : command) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  for (char c : command)
+    quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
   return run_shell(fmt::format("ip netns exec {} sh -c '{}'", ns, quoted));
 }
 
@@ -388,7 +407,8 @@ Result<NsProcess> VpnLab::spawn_in(const std::string& ns, const std::vector<std:
   std::vector<std::string> full = {"/usr/sbin/ip", "netns", "exec", ns};
   full.insert(full.end(), argv.begin(), argv.end());
   std::vector<char*> args;
-  for (auto& arg : full) args.push_back(arg.data());
+  for (auto& arg : full)
+    args.push_back(arg.data());
   args.push_back(nullptr);
   pid_t pid = fork();
   if (pid < 0) return Error::make(ErrorCode::kIo, "fork failed");

@@ -6,6 +6,7 @@
 #include "core/result.h"
 #include "vpn/cstp/tls.h"
 
+#include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 
 #include <chrono>
@@ -54,5 +55,8 @@ using LoginDone = std::function<void(Result<SessionCookie>)>;
 // CA, host name or pin), kTimeout, kInternal (the gateway answered something not understood),
 // kInvalidArgument (the gateway asks for a field the credentials cannot fill).
 void async_login(boost::asio::io_context& io, LoginOptions options, LoginDone done);
+
+// The same as a coroutine, for callers that are coroutines themselves (the session).
+boost::asio::awaitable<Result<SessionCookie>> login(LoginOptions options);
 
 }  // namespace steward::vpn::cstp

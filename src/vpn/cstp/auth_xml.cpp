@@ -49,8 +49,11 @@ std::string serialize(xmlNode* node) {
 }
 
 FormField parse_field(const xmlNode* input) {
-  FormField field{attribute(input, "type"), attribute(input, "name"), attribute(input, "label"),
-                  attribute(input, "value"), {}};
+  FormField field{attribute(input, "type"),
+                  attribute(input, "name"),
+                  attribute(input, "label"),
+                  attribute(input, "value"),
+                  {}};
   if (named(input, "select")) {
     field.type = "select";
     for (const xmlNode* option = input->children; option != nullptr; option = option->next) {
@@ -142,7 +145,8 @@ Result<AuthResponse> parse_auth_response(std::string_view xml) {
 
   AuthResponse response;
   auto type = attribute(root, "type");
-  if (auto opaque = child(root, "opaque")) response.opaque = serialize(const_cast<xmlNode*>(opaque));
+  if (auto opaque = child(root, "opaque"))
+    response.opaque = serialize(const_cast<xmlNode*>(opaque));
   const xmlNode* auth = child(root, "auth");
   if (auth != nullptr) {
     if (auto message = child(auth, "message")) response.message = text_of(message);

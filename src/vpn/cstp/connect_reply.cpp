@@ -10,7 +10,8 @@ namespace {
 namespace ip = boost::asio::ip;
 
 std::string_view trim(std::string_view text) {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+  while (!text.empty() && (text.front() == ' ' || text.front() == '\t'))
+    text.remove_prefix(1);
   while (!text.empty() && (text.back() == ' ' || text.back() == '\t' || text.back() == '\r')) {
     text.remove_suffix(1);
   }
@@ -174,8 +175,8 @@ std::optional<std::string> HttpHead::set_cookie(std::string_view name) const {
 
 Result<HttpHead> parse_http_head(std::string_view text) {
   if (text.size() > kMaxHttpHeadSize) {
-    return Error::make(ErrorCode::kInternal, "http reply head of {} bytes exceeds {}",
-                       text.size(), kMaxHttpHeadSize);
+    return Error::make(ErrorCode::kInternal, "http reply head of {} bytes exceeds {}", text.size(),
+                       kMaxHttpHeadSize);
   }
 
   // Status line: "HTTP/1.1 200 CONNECTED".

@@ -56,6 +56,7 @@ struct SessionCounters {
   uint64_t reauthentications = 0;   // logins after the gateway refused the cookie
   uint64_t dtls_failures = 0;       // DTLS handshakes that failed or channels declared dead
   uint64_t dropped_while_down = 0;  // send() calls refused while not connected
+  uint64_t dropped_congested = 0;   // packets dropped because the TLS stream was backed up
 };
 
 struct SessionOptions {

@@ -32,8 +32,8 @@ Result<std::string> pin_of(X509* certificate) {
   if (length <= 0) return Error::make(ErrorCode::kInternal, "cannot encode the public key");
   unsigned char digest[32];
   unsigned int digest_length = 0;
-  int hashed = EVP_Digest(der, static_cast<size_t>(length), digest, &digest_length, EVP_sha256(),
-                          nullptr);
+  int hashed =
+      EVP_Digest(der, static_cast<size_t>(length), digest, &digest_length, EVP_sha256(), nullptr);
   OPENSSL_free(der);
   if (hashed != 1) return Error::make(ErrorCode::kInternal, "cannot hash the public key");
   unsigned char encoded[64];
@@ -61,7 +61,8 @@ Result<GatewayUrl> GatewayUrl::parse(std::string_view text) {
   }
   GatewayUrl url;
   url.host = std::string(parsed->host_address());
-  if (url.host.size() > 2 && url.host.front() == '[') url.host = url.host.substr(1, url.host.size() - 2);
+  if (url.host.size() > 2 && url.host.front() == '[')
+    url.host = url.host.substr(1, url.host.size() - 2);
   if (url.host.empty()) {
     return Error::make(ErrorCode::kInvalidArgument, "gateway URL '{}' has no host", text);
   }
@@ -102,8 +103,8 @@ Result<ssl::context> make_tls_context(const TlsOptions& options) {
   if (!options.ca_file.empty()) {
     context.load_verify_file(options.ca_file, ec);
     if (ec) {
-      return Error::make(ErrorCode::kInvalidArgument, "cannot load CA file {}: {}",
-                         options.ca_file, ec.message());
+      return Error::make(ErrorCode::kInvalidArgument, "cannot load CA file {}: {}", options.ca_file,
+                         ec.message());
     }
   }
   if (!options.client_cert_file.empty()) {
@@ -122,8 +123,8 @@ Result<ssl::context> make_tls_context(const TlsOptions& options) {
   return context;
 }
 
-Status prepare_tls_stream(TlsStream& stream, const TlsOptions& options,
-                          const std::string& url_host, std::shared_ptr<std::string> failure) {
+Status prepare_tls_stream(TlsStream& stream, const TlsOptions& options, const std::string& url_host,
+                          std::shared_ptr<std::string> failure) {
   std::string name = options.server_name.empty() ? url_host : options.server_name;
   if (!is_ip_literal(name) && SSL_set_tlsext_host_name(stream.native_handle(), name.c_str()) != 1) {
     return Error::make(ErrorCode::kInvalidArgument, "cannot use '{}' as TLS server name", name);
@@ -138,8 +139,8 @@ Status prepare_tls_stream(TlsStream& stream, const TlsOptions& options,
       X509* leaf = X509_STORE_CTX_get_current_cert(store);
       auto actual = leaf ? pin_of(leaf) : Result<std::string>(Error{});
       if (actual && *actual == pin) return true;
-      *failure = fmt::format("the gateway's public key does not match the pin {} (it has {})",
-                             pin, actual ? *actual : std::string("none"));
+      *failure = fmt::format("the gateway's public key does not match the pin {} (it has {})", pin,
+                             actual ? *actual : std::string("none"));
       return false;
     });
     return ok();
