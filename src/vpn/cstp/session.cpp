@@ -116,7 +116,7 @@ struct Session::Impl : std::enable_shared_from_this<Impl> {
   asio::steady_timer writer_wake;
   asio::steady_timer stop_signal;
   asio::steady_timer backoff_timer;
-  Clock::time_point last_rx, last_tx, last_dpd_tx, last_dtls_rx, last_dtls_dpd_tx;
+  Clock::time_point tunnel_opened, last_rx, last_tx, last_dpd_tx, last_dtls_rx, last_dtls_dpd_tx;
 
   // ---- state
 
@@ -371,7 +371,7 @@ struct Session::Impl : std::enable_shared_from_this<Impl> {
   asio::awaitable<TunnelEnd> run_tunnel() {
     stop_signal.expires_at(Clock::time_point::max());
     auto now = Clock::now();
-    last_rx = last_tx = last_dpd_tx = now;
+    last_rx = last_tx = last_dpd_tx = tunnel_opened = now;
     auto ended =
         co_await (read_loop() || write_loop() || tick_loop() || wait_stop() || dtls_loop());
     co_return std::visit([](TunnelEnd& end) { return std::move(end); }, ended);
@@ -498,6 +498,10 @@ struct Session::Impl : std::enable_shared_from_this<Impl> {
       auto [ec] = co_await timer.async_wait(kTuple);
       if (ec) co_return finish({TunnelEnd::Kind::kStopped, std::nullopt});
       auto now = Clock::now();
+      if (rekey_due(now)) {
+        logger->info("session={} rekey by new tunnel after {}s", id, config.rekey_time.count());
+        co_return lost(Error::make(ErrorCode::kUnavailable, "rekey: opening a new tunnel"));
+      }
       if (now - last_rx > 2 * dpd + tick) {
         co_return lost(Error::make(ErrorCode::kTimeout,
                                    "gateway did not answer for {}s (dead peer detection)",
@@ -515,6 +519,12 @@ struct Session::Impl : std::enable_shared_from_this<Impl> {
       }
       check_dtls(now);
     }
+  }
+
+  // "new-tunnel" rekeying is a reconnect with the same cookie once rekey_time has passed.
+  bool rekey_due(Clock::time_point now) const {
+    return config.rekey_method == "new-tunnel" && config.rekey_time.count() > 0 &&
+           now - tunnel_opened >= config.rekey_time;
   }
 
   void check_dtls(Clock::time_point now) {
