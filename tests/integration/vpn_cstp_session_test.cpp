@@ -301,6 +301,37 @@ TEST_F(VpnSessionTest, GatewayWithoutDtlsCarriesDataOverCstp) {
   EXPECT_EQ(runner.data_channel(), cstp::DataChannel::kCstp);
 }
 
+// ocserv reads each TLS record as one CSTP frame: frames queued together must still go out in
+// records of their own, or the gateway drops the session ("error parsing CSTP data").
+TEST_F(VpnSessionTest, ABurstOfPacketsOverCstpArrivesAndKeepsTheTunnel) {
+  GatewayOptions gateway;
+  gateway.dtls = false;
+  start_gateway(gateway);
+  SessionRunner runner(lab_->client_ns(), options());
+  runner.start();
+  ASSERT_TRUE(runner.wait_for(SessionState::kConnected, 10s)) << states(runner);
+  expect_ping(runner);
+  auto address = runner.config().address;
+  ASSERT_TRUE(address);
+  constexpr uint16_t kBurst = 64;
+  std::vector<std::vector<uint8_t>> burst;
+  for (uint16_t seq = 1; seq <= kBurst; ++seq) {
+    burst.push_back(
+        icmp_echo_request(address->to_string(), VpnLab::kIntranetAddress, 0x6262, seq, 1000));
+  }
+  ASSERT_TRUE(runner.send_burst(burst));
+  int replies = 0;
+  for (uint16_t seq = 1; seq <= kBurst; ++seq) {
+    if (!runner.wait_for_packet(
+            [seq](const auto& packet) { return is_icmp_echo_reply(packet, 0x6262, seq); }, 2s))
+      break;  // the rest would time out the same way
+    replies++;
+  }
+  EXPECT_EQ(replies, kBurst) << "gateway log:\n" << lab_->gateway_log();
+  EXPECT_EQ(runner.counters().reconnects, 0u) << states(runner);
+  EXPECT_EQ(runner.data_channel(), cstp::DataChannel::kCstp);
+}
+
 TEST_F(VpnSessionTest, SilentGatewayIsDetectedAndTunnelComesBackWithSameCookie) {
   start_gateway();
   SessionRunner runner(lab_->client_ns(), options());

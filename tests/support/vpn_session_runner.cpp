@@ -121,6 +121,14 @@ int SessionRunner::address_changes() {
 Status SessionRunner::send(std::vector<uint8_t> packet) {
   return call([this, &packet] { return session_->send(packet); });
 }
+Status SessionRunner::send_burst(const std::vector<std::vector<uint8_t>>& packets) {
+  return call([this, &packets]() -> Status {
+    for (const auto& packet : packets) {
+      if (auto sent = session_->send(packet); !sent) return sent;
+    }
+    return ok();
+  });
+}
 cstp::SessionCounters SessionRunner::counters() {
   return call([this] { return session_->counters(); });
 }

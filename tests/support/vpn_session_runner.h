@@ -48,6 +48,8 @@ class SessionRunner {
   int address_changes();
 
   Status send(std::vector<uint8_t> packet);
+  // Sends every packet in one turn of the session's loop, so that they queue up together.
+  Status send_burst(const std::vector<std::vector<uint8_t>>& packets);
   vpn::cstp::SessionCounters counters();
   vpn::TunnelConfig config();
   vpn::cstp::DataChannel data_channel();

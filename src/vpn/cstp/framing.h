@@ -5,6 +5,7 @@
 
 #include "core/result.h"
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -40,6 +41,13 @@ inline constexpr uint8_t kUserDisconnectReason = 0xb0;
 // most kMaxFramePayload bytes (an assertion: callers check packet sizes against the MTU first).
 void append_cstp_frame(std::vector<uint8_t>& out, FrameType type,
                        std::span<const uint8_t> payload = {});
+// The length (header included) of the encoded frame that starts `frames`, a run of frames made
+// by append_cstp_frame(); all of `frames` when it holds less than a header.
+inline size_t cstp_frame_length(std::span<const uint8_t> frames) {
+  if (frames.size() < kCstpHeaderSize) return frames.size();
+  size_t length = kCstpHeaderSize + (size_t{frames[4]} << 8 | frames[5]);
+  return std::min(length, frames.size());
+}
 std::vector<uint8_t> encode_cstp_frame(FrameType type, std::span<const uint8_t> payload = {});
 
 // A user disconnect frame: reason kUserDisconnectReason followed by `text`.

@@ -498,11 +498,18 @@ struct Session::Impl : std::enable_shared_from_this<Impl> {
       }
       writing.clear();
       std::swap(writing, pending);
-      auto [ec, written] = co_await asio::async_write(*tls->stream, asio::buffer(writing), kTuple);
-      if (ec) {
-        if (stopping()) co_return finish({TunnelEnd::Kind::kStopped, std::nullopt});
-        co_return lost(
-            Error::make(ErrorCode::kUnavailable, "cannot send to gateway: {}", ec.message()));
+      // One TLS record per CSTP frame: gateways such as ocserv read each record as exactly one
+      // frame, and drop the session when a record holds several.
+      for (size_t at = 0; at < writing.size();) {
+        size_t length = cstp_frame_length(std::span(writing).subspan(at));
+        auto [ec, written] =
+            co_await asio::async_write(*tls->stream, asio::buffer(&writing[at], length), kTuple);
+        if (ec) {
+          if (stopping()) co_return finish({TunnelEnd::Kind::kStopped, std::nullopt});
+          co_return lost(
+              Error::make(ErrorCode::kUnavailable, "cannot send to gateway: {}", ec.message()));
+        }
+        at += length;
       }
       last_tx = Clock::now();
     }
