@@ -9,7 +9,12 @@
 #include "core/result.h"
 #include "vpn/steering/cgroup.h"
 
+#include <boost/asio/ip/address.hpp>
+
 #include <sys/types.h>
+
+#include <array>
+#include <cstdint>
 
 #include <functional>
 #include <string>
@@ -24,11 +29,19 @@ Result<pid_t> run_admitted(const AdmittedCgroup& cgroup, const std::vector<std::
 
 // A socket of a process, as found through /proc/<pid>/fd and sock_diag.
 struct ProcessSocket {
+  int family = 0;    // AF_INET or AF_INET6
   int protocol = 0;  // IPPROTO_TCP or IPPROTO_UDP
-  std::string local;   // "198.18.0.2:40000"
-  std::string remote;  // "198.18.4.1:80", or "*:*" when unconnected
+  boost::asio::ip::address local;
+  uint16_t local_port = 0;
+  boost::asio::ip::address remote;  // unspecified when unconnected
+  uint16_t remote_port = 0;
   uint64_t inode = 0;
   uint64_t cgroup_id = 0;
+  // What SOCK_DESTROY needs to name the socket exactly.
+  uint32_t interface = 0;
+  std::array<uint32_t, 2> cookie{};
+
+  std::string to_string() const;  // "tcp 198.18.0.2:40000 -> 198.18.4.1:80 inode=1234"
 };
 
 // Moves a running process into `cgroup`. Returns the TCP and UDP sockets (IPv4 and IPv6) it
@@ -52,8 +65,8 @@ class ExecRuleWatcher {
  public:
   using OnAdmit = std::function<void(pid_t pid, const std::string& executable)>;
 
-  static Result<ExecRuleWatcher> start(const AdmittedCgroup& cgroup,
-                                       std::vector<std::string> paths, OnAdmit on_admit = {});
+  static Result<ExecRuleWatcher> start(const AdmittedCgroup& cgroup, std::vector<std::string> paths,
+                                       OnAdmit on_admit = {});
   ExecRuleWatcher(ExecRuleWatcher&& other) noexcept;
   ExecRuleWatcher& operator=(ExecRuleWatcher&& other) noexcept;
   ExecRuleWatcher(const ExecRuleWatcher&) = delete;

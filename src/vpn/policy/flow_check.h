@@ -16,6 +16,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <tuple>
 
 namespace steward::vpn {
 
@@ -26,7 +27,11 @@ struct FlowKey {
   uint16_t source_port = 0;
   boost::asio::ip::address destination;
   uint16_t destination_port = 0;
-  auto operator<=>(const FlowKey&) const = default;
+  friend bool operator==(const FlowKey&, const FlowKey&) = default;
+  friend bool operator<(const FlowKey& a, const FlowKey& b) {
+    return std::tie(a.protocol, a.source, a.source_port, a.destination, a.destination_port) <
+           std::tie(b.protocol, b.source, b.source_port, b.destination, b.destination_port);
+  }
   std::string to_string() const;  // "tcp 198.18.0.2:40000 -> 198.18.4.1:80"
 };
 
@@ -41,9 +46,12 @@ struct SocketOwner {
   uint32_t uid = 0;
 };
 
-// Looks up the TCP or UDP socket that sends `flow` (local = source, remote = destination;
-// an unconnected UDP socket bound to the source port also matches) with an inet_diag dump in
-// the calling thread's network namespace. nullopt when no socket matches.
+// Looks up the TCP or UDP socket that sends `flow` with an inet_diag dump in the calling
+// thread's network namespace. Packets on the TUN are masqueraded to the TUN's address (and
+// DNS queries redirected), so the local address and sometimes the remote one differ from
+// the socket's: a socket with the flow's source port and destination matches first; else the
+// sockets holding the source port decide if they all share one cgroup. nullopt when no
+// socket matches or the owners disagree.
 Result<std::optional<SocketOwner>> find_socket_owner(const FlowKey& flow);
 
 // Per-flow decisions with a cache. Not thread-safe: the TUN reader owns it.
@@ -57,8 +65,9 @@ class FlowCheck {
   FlowCheck(uint64_t admitted_cgroup_id, const Clock& clock,
             std::chrono::seconds ttl = std::chrono::seconds(300), Lookup lookup = {});
 
-  // Decides for one packet read from the TUN. Unparseable packets and non-TCP/UDP protocols
-  // other than ICMP echo are dropped. A failing lookup drops (fail closed) without caching.
+  // Decides for one packet read from the TUN. Unparseable packets and protocols other than
+  // TCP and UDP (no socket to check them against) are dropped. A failing lookup drops (fail
+  // closed) without caching.
   Decision check(std::span<const uint8_t> packet);
 
   size_t cached_flows() const { return flows_.size(); }

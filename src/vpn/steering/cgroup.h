@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,9 +16,13 @@ namespace steward::vpn {
 
 // Where a usable cgroup2 hierarchy is mounted, and whether Steward mounted it itself.
 struct Cgroup2Mount {
-  std::string path;      // e.g. "/sys/fs/cgroup/unified" or "/run/steward-vpn/cgroup2"
+  std::string path;  // e.g. "/sys/fs/cgroup/unified" or "/run/steward-vpn/cgroup2"
   bool private_mount = false;
 };
+
+// A cgroup2 mount of the hierarchy's root in /proc/self/mountinfo that this process can
+// write to; nullopt when there is none (e.g. inside `ip netns exec`).
+std::optional<Cgroup2Mount> find_cgroup2();
 
 // Finds a cgroup2 mount in /proc/self/mountinfo whose root is the hierarchy's root and that
 // is reachable (`ip netns exec` remounts /sys and hides /sys/fs/cgroup/*). When none is,
@@ -32,8 +37,7 @@ class AdmittedCgroup {
  public:
   // Creates the directories along relative_path (those that already exist are reused) and
   // reads the group's id. Fails with kIo and the path when the kernel refuses.
-  static Result<AdmittedCgroup> create(const Cgroup2Mount& mount,
-                                       const std::string& relative_path);
+  static Result<AdmittedCgroup> create(const Cgroup2Mount& mount, const std::string& relative_path);
 
   // Moves `pid` (a whole process) into the group by writing cgroup.procs. kNotFound when the
   // process does not exist.

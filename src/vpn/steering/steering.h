@@ -54,8 +54,8 @@ struct SteeringOptions {
 
 // What Steward steers: derived from the gateway's TunnelConfig.
 struct SteeringPlan {
-  std::vector<Prefix> intranet;  // intranet_prefixes() plus DNS server host prefixes
-  std::vector<Prefix> exclude;   // gateway addresses and split-exclude
+  std::vector<Prefix> intranet;                 // intranet_prefixes() plus DNS server host prefixes
+  std::vector<Prefix> exclude;                  // gateway addresses and split-exclude
   std::optional<boost::asio::ip::address> dns;  // first DNS server, the DNAT target
   bool tunnel_has_ipv6 = false;
 
@@ -101,7 +101,9 @@ class Steering {
 
  private:
   Steering(SteeringOptions options, SteeringPlan plan, Ledger ledger, AdmittedCgroup cgroup)
-      : options_(std::move(options)), plan_(std::move(plan)), ledger_(std::move(ledger)),
+      : options_(std::move(options)),
+        plan_(std::move(plan)),
+        ledger_(std::move(ledger)),
         cgroup_(std::move(cgroup)) {}
   SteeringOptions options_;
   SteeringPlan plan_;

@@ -52,8 +52,8 @@ class TunDevice {
   void close();
 
  private:
-  TunDevice(int fd, std::string name, int ifindex) : fd_(fd), name_(std::move(name)),
-                                                     ifindex_(ifindex) {}
+  TunDevice(int fd, std::string name, int ifindex)
+      : fd_(fd), name_(std::move(name)), ifindex_(ifindex) {}
   int fd_ = -1;
   std::string name_;
   int ifindex_ = 0;
