@@ -92,7 +92,8 @@ Result<pid_t> run_admitted(const AdmittedCgroup& cgroup, const std::vector<std::
 
   // Everything the child needs is prepared here: after fork it may only make system calls.
   std::vector<char*> arguments;
-  for (const auto& argument : argv) arguments.push_back(const_cast<char*>(argument.c_str()));
+  for (const auto& argument : argv)
+    arguments.push_back(const_cast<char*>(argument.c_str()));
   arguments.push_back(nullptr);
   std::string procs = cgroup.path() + "/cgroup.procs";
   int report[2];
@@ -167,8 +168,8 @@ Result<std::vector<ProcessSocket>> admit_process(const AdmittedCgroup& cgroup, p
     }
   }
   if (!unadmitted.empty()) {
-    log::get("vpn")->warn("admission pid={} unadmitted_sockets={} (opened before admission)",
-                          pid, unadmitted.size());
+    log::get("vpn")->warn("admission pid={} unadmitted_sockets={} (opened before admission)", pid,
+                          unadmitted.size());
   }
   return unadmitted;
 }
@@ -178,8 +179,7 @@ Result<int> close_sockets(const std::vector<ProcessSocket>& sockets) {
   auto logger = log::get("vpn");
   for (const auto& socket : sockets) {
     if (socket.protocol != IPPROTO_TCP) {
-      logger->warn("socket={} not closed: only TCP sockets can be destroyed",
-                   socket.to_string());
+      logger->warn("socket={} not closed: only TCP sockets can be destroyed", socket.to_string());
       continue;
     }
     if (auto status = diag::destroy(to_diag(socket)); !status) return status.error();
@@ -238,8 +238,7 @@ Result<ExecRuleWatcher> ExecRuleWatcher::start(const AdmittedCgroup& cgroup,
   local.nl_family = AF_NETLINK;
   local.nl_groups = CN_IDX_PROC;
   if (::bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof(local)) != 0) {
-    return Error::make(ErrorCode::kIo, "exec rules: bind proc connector: {}",
-                       std::strerror(errno));
+    return Error::make(ErrorCode::kIo, "exec rules: bind proc connector: {}", std::strerror(errno));
   }
   // nlmsghdr, cn_msg, then the operation as cn_msg's payload.
   constexpr size_t kSize = NLMSG_LENGTH(sizeof(cn_msg) + sizeof(proc_cn_mcast_op));

@@ -17,7 +17,9 @@ uint16_t read16(std::span<const uint8_t> bytes, size_t offset) {
   return static_cast<uint16_t>(bytes[offset] << 8 | bytes[offset + 1]);
 }
 
-Error truncated() { return Error::make(ErrorCode::kInvalidArgument, "packet is truncated"); }
+Error truncated() {
+  return Error::make(ErrorCode::kInvalidArgument, "packet is truncated");
+}
 
 // Fills the ports when the transport header is present.
 Result<FlowKey> with_ports(FlowKey key, std::span<const uint8_t> transport) {

@@ -114,18 +114,19 @@ Result<AdmittedCgroup> AdmittedCgroup::create(const Cgroup2Mount& mount,
   if (relative_path.empty() || relative_path.front() == '/' ||
       relative_path.find("..") != std::string::npos) {
     return Error::make(ErrorCode::kInvalidArgument,
-                       "cgroup path '{}' must be relative and stay below the mount",
-                       relative_path);
+                       "cgroup path '{}' must be relative and stay below the mount", relative_path);
   }
   AdmittedCgroup group;
   group.path_ = mount.path + "/" + relative_path;
   group.relative_path_ = relative_path;
   group.level_ = depth_of(relative_path);
   std::error_code ec;
+  if (fs::exists(group.path_)) {
+    return Error::make(ErrorCode::kAlreadyExists, "cgroup {} exists and is not ours", group.path_);
+  }
   fs::create_directories(group.path_, ec);
   if (ec) {
-    return Error::make(ErrorCode::kIo, "cgroup {}: cannot create: {}", group.path_,
-                       ec.message());
+    return Error::make(ErrorCode::kIo, "cgroup {}: cannot create: {}", group.path_, ec.message());
   }
   auto id = cgroup_id_of(group.path_);
   if (!id) return id.error();
@@ -145,7 +146,8 @@ Result<std::vector<pid_t>> AdmittedCgroup::processes() const {
   if (!file) return Error::make(ErrorCode::kIo, "cgroup {}: cannot read cgroup.procs", path_);
   std::vector<pid_t> pids;
   pid_t pid = 0;
-  while (file >> pid) pids.push_back(pid);
+  while (file >> pid)
+    pids.push_back(pid);
   return pids;
 }
 
@@ -180,10 +182,10 @@ Status remove_cgroup(const std::string& mount_path, const std::string& relative_
   }
   std::sort(directories.begin(), directories.end(),
             [](const fs::path& a, const fs::path& b) { return a.string() > b.string(); });
-  for (const auto& directory : directories) ::rmdir(directory.c_str());
+  for (const auto& directory : directories)
+    ::rmdir(directory.c_str());
   // A process that just exited may keep the group busy for a moment.
-  for (int attempt = 0; attempt < 50 && ::rmdir(group.c_str()) != 0 && errno == EBUSY;
-       ++attempt) {
+  for (int attempt = 0; attempt < 50 && ::rmdir(group.c_str()) != 0 && errno == EBUSY; ++attempt) {
     ::usleep(20'000);
   }
   for (fs::path current = group; current != fs::path(mount_path) && current.has_parent_path();

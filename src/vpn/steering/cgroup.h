@@ -35,8 +35,9 @@ Status unmount_cgroup2(const std::string& path);
 // The admitted group: <mount>/<relative_path>, e.g. "steward-vpn/admitted".
 class AdmittedCgroup {
  public:
-  // Creates the directories along relative_path (those that already exist are reused) and
-  // reads the group's id. Fails with kIo and the path when the kernel refuses.
+  // Creates the directories along relative_path (existing parents are reused) and reads the
+  // group's id. kAlreadyExists when the group itself exists (someone else's); kIo and the
+  // path when the kernel refuses.
   static Result<AdmittedCgroup> create(const Cgroup2Mount& mount, const std::string& relative_path);
 
   // Moves `pid` (a whole process) into the group by writing cgroup.procs. kNotFound when the

@@ -25,15 +25,15 @@ constexpr std::string_view kKindNames[] = {"tun", "route", "rule", "nft", "cgrou
 
 std::string encode(const LedgerEntry& entry) {
   return fmt::format("{}\t{}\t{}\t{}\t{}\t{}\t{}\n", kKindNames[static_cast<int>(entry.kind)],
-                     entry.name, entry.text, entry.table, entry.priority, entry.mark,
-                     entry.family);
+                     entry.name, entry.text, entry.table, entry.priority, entry.mark, entry.family);
 }
 
 std::optional<LedgerEntry> decode(const std::string& line) {
   std::vector<std::string> fields;
   std::istringstream stream(line);
   std::string field;
-  while (std::getline(stream, field, '\t')) fields.push_back(field);
+  while (std::getline(stream, field, '\t'))
+    fields.push_back(field);
   if (fields.size() != 7) return std::nullopt;
   LedgerEntry entry;
   auto kind = std::find(std::begin(kKindNames), std::end(kKindNames), fields[0]);
@@ -107,7 +107,27 @@ Status Ledger::record(const LedgerEntry& entry) {
   bool synced = ::fsync(fd) == 0;
   ::close(fd);
   if (!written || !synced) {
-    return Error::make(ErrorCode::kIo, "ledger {}: write failed: {}", path_,
+    return Error::make(ErrorCode::kIo, "ledger {}: write failed: {}", path_, std::strerror(errno));
+  }
+  return ok();
+}
+
+Status Ledger::forget_last() {
+  auto all = entries();
+  if (!all) return all.error();
+  if (all->empty()) return ok();
+  all->pop_back();
+  std::string temporary = path_ + ".new";
+  std::string text;
+  for (const auto& entry : *all)
+    text += encode(entry);
+  int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return Error::make(ErrorCode::kIo, "ledger {}: {}", temporary, std::strerror(errno));
+  bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  bool synced = ::fsync(fd) == 0;
+  ::close(fd);
+  if (!written || !synced || ::rename(temporary.c_str(), path_.c_str()) != 0) {
+    return Error::make(ErrorCode::kIo, "ledger {}: rewrite failed: {}", path_,
                        std::strerror(errno));
   }
   return ok();
@@ -146,9 +166,10 @@ Status cleanup_from_ledger(Ledger& ledger) {
     }
   }
   if (auto status = ledger.clear(); !status) return status;
-  for (const auto& entry : left) (void)ledger.record(entry);
-  logger->info("ledger={} cleanup removed={} left={}", ledger.path(),
-               entries->size() - left.size(), left.size());
+  for (const auto& entry : left)
+    (void)ledger.record(entry);
+  logger->info("ledger={} cleanup removed={} left={}", ledger.path(), entries->size() - left.size(),
+               left.size());
   return first_failure;
 }
 

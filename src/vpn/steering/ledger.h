@@ -40,6 +40,9 @@ class Ledger {
   static Result<Ledger> open(const std::string& directory, const std::string& instance);
 
   Status record(const LedgerEntry& entry);
+  // Drops the newest entry: its creation failed because the object already existed, so it
+  // is someone else's and cleanup must leave it alone.
+  Status forget_last();
   Result<std::vector<LedgerEntry>> entries() const;
   // Removes the file: everything it listed is gone.
   Status clear();

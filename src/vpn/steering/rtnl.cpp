@@ -48,7 +48,9 @@ Result<Address> parse_address(const std::string& text, int family) {
   return Address(parsed);
 }
 
-int family_of(const Prefix& prefix) { return prefix.is_v4() ? AF_INET : AF_INET6; }
+int family_of(const Prefix& prefix) {
+  return prefix.is_v4() ? AF_INET : AF_INET6;
+}
 
 std::string describe(const Route& route) {
   return fmt::format("route {} table {} {}", route.destination.to_string(), route.table,
@@ -101,7 +103,13 @@ RuleObject build(const Rule& rule) {
   return object;
 }
 
-bool is_absent(int err) { return err == -NLE_OBJ_NOTFOUND || err == -NLE_NODEV; }
+bool is_absent(int err) {
+  return err == -NLE_OBJ_NOTFOUND || err == -NLE_NODEV;
+}
+
+ErrorCode code_of(int err) {
+  return err == -NLE_EXIST ? ErrorCode::kAlreadyExists : ErrorCode::kIo;
+}
 
 }  // namespace
 
@@ -111,7 +119,7 @@ Status add_route(const Route& route) {
   auto object = build(route);
   if (!object) return object.error();
   if (int err = rtnl_route_add(socket->get(), object->get(), NLM_F_EXCL); err < 0) {
-    return Error::make(ErrorCode::kIo, "{}: {}", describe(route), nl_geterror(err));
+    return Error::make(code_of(err), "{}: {}", describe(route), nl_geterror(err));
   }
   return ok();
 }
@@ -133,7 +141,7 @@ Status add_rule(const Rule& rule) {
   if (!socket) return socket.error();
   auto object = build(rule);
   if (int err = rtnl_rule_add(socket->get(), object.get(), NLM_F_EXCL); err < 0) {
-    return Error::make(ErrorCode::kIo, "{}: {}", describe(rule), nl_geterror(err));
+    return Error::make(code_of(err), "{}: {}", describe(rule), nl_geterror(err));
   }
   return ok();
 }
@@ -177,8 +185,9 @@ Status change_link(int ifindex, const std::string& what,
 }  // namespace
 
 Status set_link_mtu(int ifindex, int mtu) {
-  return change_link(ifindex, fmt::format("set mtu {}", mtu),
-                     [mtu](rtnl_link* link) { rtnl_link_set_mtu(link, static_cast<unsigned>(mtu)); });
+  return change_link(ifindex, fmt::format("set mtu {}", mtu), [mtu](rtnl_link* link) {
+    rtnl_link_set_mtu(link, static_cast<unsigned>(mtu));
+  });
 }
 
 Status set_link_up(int ifindex, bool up) {

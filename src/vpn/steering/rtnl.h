@@ -26,7 +26,7 @@ struct Rule {
   int family = 4;  // 4 or 6
   int priority = 0;
   uint32_t mark = 0;
-  int table = 0;          // 0: the rule prohibits instead of looking up a table
+  int table = 0;  // 0: the rule prohibits instead of looking up a table
 };
 
 Status add_route(const Route& route);

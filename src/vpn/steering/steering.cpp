@@ -63,18 +63,19 @@ std::string render(const SteeringPlan& plan, const SteeringOptions& options,
   out += set("closed4", plan.intranet, true, true) + set("closed6", plan.intranet, false, true);
   out += set("exclude4", plan.exclude, true) + set("exclude6", plan.exclude, false);
 
-  out += "  chain refuse {\n"
-         "    meta l4proto tcp counter reject with tcp reset\n"
-         "    counter reject with icmpx type admin-prohibited\n"
-         "  }\n";
+  out +=
+      "  chain refuse {\n"
+      "    meta l4proto tcp counter reject with tcp reset\n"
+      "    counter reject with icmpx type admin-prohibited\n"
+      "  }\n";
 
   // Marks, after DNS redirection (nat output is -100) so a redirected query is marked too.
   out += "  chain mark_admitted {\n    type route hook output priority -90; policy accept;\n";
   out += "    ip daddr @exclude4 return\n    ip6 daddr @exclude6 return\n";
   if (tunnel_up) {
     out += fmt::format("    ct mark {0} ip daddr @intranet4 meta mark set {0} return\n", mark);
-    out += fmt::format("    {0} ip daddr @intranet4 meta mark set {1} ct mark set {1}\n", admitted,
-                       mark);
+    out += fmt::format("    {0} ip daddr @intranet4 counter meta mark set {1} ct mark set {1}\n",
+                       admitted, mark);
     if (plan.tunnel_has_ipv6) {
       out += fmt::format("    ct mark {0} ip6 daddr @intranet6 meta mark set {0} return\n", mark);
       out += fmt::format("    {0} ip6 daddr @intranet6 meta mark set {1} ct mark set {1}\n",
@@ -93,30 +94,39 @@ std::string render(const SteeringPlan& plan, const SteeringOptions& options,
   }
   out += "  }\n";
 
-  out += "  chain masquerade_tunnel {\n    type nat hook postrouting priority srcnat; "
-         "policy accept;\n";
-  out += fmt::format("    meta mark {} oifname \"{}\" masquerade\n  }}\n", mark,
-                     options.tun_name);
+  out +=
+      "  chain masquerade_tunnel {\n    type nat hook postrouting priority srcnat; "
+      "policy accept;\n";
+  out += fmt::format("    meta mark {} oifname \"{}\" masquerade\n  }}\n", mark, options.tun_name);
 
-  // The guard: whatever reaches the intranet other than admitted traffic into the TUN is
-  // refused here, locally.
+  // The guard, on the way out: what heads for the intranet unmarked is refused locally.
+  // (The output hook's oifname is the device chosen before the mark rerouted the packet, so
+  // the device is checked again after routing, in the last chain.)
   out += "  chain guard {\n    type filter hook output priority filter; policy accept;\n";
   out += "    ip daddr @exclude4 accept\n    ip6 daddr @exclude6 accept\n";
-  out += fmt::format("    meta mark {} oifname \"{}\" accept\n", mark, options.tun_name);
-  out += fmt::format("    {} ip daddr @intranet4 jump refuse\n", admitted);
-  out += fmt::format("    {} ip6 daddr @intranet6 jump refuse\n", admitted);
+  out += fmt::format("    meta mark {} accept\n", mark);
+  out += fmt::format("    {} ip daddr @intranet4 counter jump refuse\n", admitted);
+  out += fmt::format("    {} ip6 daddr @intranet6 counter jump refuse\n", admitted);
   if (plan.dns) {
-    out += fmt::format("    {} meta nfproto {} meta l4proto {{ tcp, udp }} th dport 53 jump refuse\n",
-                       admitted, plan.dns->is_v4() ? "ipv6" : "ipv4");
+    out += fmt::format(
+        "    {} meta nfproto {} meta l4proto {{ tcp, udp }} th dport 53 counter jump refuse\n",
+        admitted, plan.dns->is_v4() ? "ipv6" : "ipv4");
   }
-  out += "    ip daddr @closed4 jump refuse\n    ip6 daddr @closed6 jump refuse\n";
-  out += fmt::format("    meta mark {} jump refuse\n", mark);
+  out += "    ip daddr @closed4 counter jump refuse\n    ip6 daddr @closed6 counter jump refuse\n";
+  out += "  }\n";
+
+  // The last word: toward the intranet, only marked packets into the TUN leave.
+  out += "  chain last_check {\n    type filter hook postrouting priority 300; policy accept;\n";
+  out += "    ip daddr @exclude4 accept\n    ip6 daddr @exclude6 accept\n";
+  out += fmt::format("    meta mark {} oifname \"{}\" accept\n", mark, options.tun_name);
+  out += fmt::format("    meta mark {} counter drop\n", mark);
+  out += "    ip daddr @closed4 counter drop\n    ip6 daddr @closed6 counter drop\n";
   out += "  }\n}\n";
   return out;
 }
 
-LedgerEntry entry_of(LedgerEntry::Kind kind, std::string name, std::string text = {},
-                     int table = 0, int priority = 0) {
+LedgerEntry entry_of(LedgerEntry::Kind kind, std::string name, std::string text = {}, int table = 0,
+                     int priority = 0) {
   LedgerEntry entry;
   entry.kind = kind;
   entry.name = std::move(name);
@@ -145,11 +155,14 @@ Result<SteeringPlan> SteeringPlan::from(const TunnelConfig& config,
   } else {
     plan.intranet = config.split_include;
   }
-  for (const auto& server : config.dns) add_unique(plan.intranet, host_prefix(server));
+  for (const auto& server : config.dns)
+    add_unique(plan.intranet, host_prefix(server));
   if (!config.dns.empty()) plan.dns = config.dns.front();
 
-  for (const auto& gateway : gateways) add_unique(plan.exclude, host_prefix(gateway));
-  for (const auto& prefix : config.split_exclude) add_unique(plan.exclude, prefix);
+  for (const auto& gateway : gateways)
+    add_unique(plan.exclude, host_prefix(gateway));
+  for (const auto& prefix : config.split_exclude)
+    add_unique(plan.exclude, prefix);
   for (const auto& server : config.dns) {
     if (std::any_of(plan.exclude.begin(), plan.exclude.end(),
                     [&](const Prefix& p) { return p.contains(server); })) {
@@ -178,7 +191,10 @@ namespace {
 Status create_recorded(Ledger& ledger, const LedgerEntry& entry, const std::string& piece,
                        const std::function<Status()>& create) {
   if (auto status = ledger.record(entry); !status) return status.error().wrap(piece);
-  if (auto status = create(); !status) return status.error().wrap(piece);
+  if (auto status = create(); !status) {
+    if (status.error().code == ErrorCode::kAlreadyExists) (void)ledger.forget_last();
+    return status.error().wrap(piece);
+  }
   return ok();
 }
 
@@ -188,8 +204,8 @@ Status set_up_kernel(const SteeringOptions& options, const SteeringPlan& plan, L
   auto mount = find_cgroup2();
   if (!mount) {
     auto status = create_recorded(
-        ledger, entry_of(LedgerEntry::Kind::kCgroupMount, options.cgroup2_fallback_mount), "cgroup2 mount",
-        [&]() -> Status {
+        ledger, entry_of(LedgerEntry::Kind::kCgroupMount, options.cgroup2_fallback_mount),
+        "cgroup2 mount", [&]() -> Status {
           auto mounted = find_or_mount_cgroup2(options.cgroup2_fallback_mount);
           if (!mounted) return mounted.error();
           mount = *mounted;
@@ -215,8 +231,7 @@ Status set_up_kernel(const SteeringOptions& options, const SteeringPlan& plan, L
       auto entry = entry_of(LedgerEntry::Kind::kRule, "", "", rule.table, rule.priority);
       entry.mark = rule.mark;
       entry.family = family;
-      status = create_recorded(ledger, entry, "policy rule",
-                               [&] { return rtnl::add_rule(rule); });
+      status = create_recorded(ledger, entry, "policy rule", [&] { return rtnl::add_rule(rule); });
       if (!status) return status;
     }
   }
@@ -226,22 +241,22 @@ Status set_up_kernel(const SteeringOptions& options, const SteeringPlan& plan, L
     rtnl::Route route{prefix, options.table, rtnl::RouteType::kProhibit, 0, kProhibitMetric};
     auto entry = entry_of(LedgerEntry::Kind::kRoute, "", prefix.to_string(), options.table,
                           static_cast<int>(kProhibitMetric));
-    status = create_recorded(ledger, entry, "prohibit route",
-                             [&] { return rtnl::add_route(route); });
+    status =
+        create_recorded(ledger, entry, "prohibit route", [&] { return rtnl::add_route(route); });
     if (!status) return status;
   }
 
   // The nft table, tunnel down.
   std::string ruleset =
       render(plan, options, nft_cgroup_path(cgroup->path()), cgroup->level(), false);
-  return create_recorded(ledger, entry_of(LedgerEntry::Kind::kNftTable, nft_table_name(options)),
-                         "nft table " + nft_table_name(options), [&] {
-                           if (nft::table_exists(nft_table_name(options))) {
-                             return Status(Error::make(ErrorCode::kAlreadyExists,
-                                                       "exists and is not ours"));
-                           }
-                           return nft::run(ruleset);
-                         });
+  return create_recorded(
+      ledger, entry_of(LedgerEntry::Kind::kNftTable, nft_table_name(options)),
+      "nft table " + nft_table_name(options), [&] {
+        if (nft::table_exists(nft_table_name(options))) {
+          return Status(Error::make(ErrorCode::kAlreadyExists, "exists and is not ours"));
+        }
+        return nft::run(ruleset);
+      });
 }
 
 }  // namespace
@@ -281,8 +296,8 @@ Status Steering::set_tunnel_up(int tun_ifindex) {
     if (!prefix.is_v4() && !plan_.tunnel_has_ipv6) continue;
     rtnl::Route route{prefix, options_.table, rtnl::RouteType::kUnicast, tun_ifindex, 0};
     auto entry = entry_of(LedgerEntry::Kind::kRoute, name, prefix.to_string(), options_.table);
-    auto status = create_recorded(ledger_, entry, "tunnel route",
-                                  [&] { return rtnl::add_route(route); });
+    auto status =
+        create_recorded(ledger_, entry, "tunnel route", [&] { return rtnl::add_route(route); });
     if (!status) return status;
   }
   tunnel_ifindex_ = tun_ifindex;

@@ -19,6 +19,14 @@ namespace {
 
 // Replies come back from the gateway through the TUN, but the main table routes their
 // source out the normal interface; strict reverse-path filtering would drop them.
+// Without an IPv6 address the TUN would still send router and multicast listener
+// solicitations into the tunnel.
+void disable_ipv6(const std::string& name) {
+  std::ofstream file("/proc/sys/net/ipv6/conf/" + name + "/disable_ipv6");
+  file << "1\n";
+  if (!file) log::get("vpn")->warn("tun={} IPv6 could not be disabled", name);
+}
+
 void loosen_reverse_path_filter(const std::string& name) {
   std::ofstream file("/proc/sys/net/ipv4/conf/" + name + "/rp_filter");
   file << "2\n";
@@ -71,7 +79,9 @@ TunDevice& TunDevice::operator=(TunDevice&& other) noexcept {
   return *this;
 }
 
-TunDevice::~TunDevice() { close(); }
+TunDevice::~TunDevice() {
+  close();
+}
 
 void TunDevice::close() {
   if (fd_ >= 0) ::close(fd_);
@@ -89,6 +99,7 @@ Status TunDevice::configure(const TunnelConfig& config) {
   if (auto status = add_address(*config.address, config.netmask_length.value_or(32)); !status) {
     return status;
   }
+  if (!config.address6) disable_ipv6(name_);
   if (config.address6) {
     auto status = add_address(*config.address6, config.address6_length.value_or(128));
     if (!status) return status;
@@ -109,7 +120,9 @@ Status TunDevice::set_mtu(int mtu) {
   return rtnl::set_link_mtu(ifindex_, mtu);
 }
 
-Status TunDevice::set_up(bool up) { return rtnl::set_link_up(ifindex_, up); }
+Status TunDevice::set_up(bool up) {
+  return rtnl::set_link_up(ifindex_, up);
+}
 
 Status remove_link(const std::string& name) {
   if (!rtnl::link_index(name)) return ok();
