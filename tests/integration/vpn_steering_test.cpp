@@ -14,6 +14,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -55,7 +56,8 @@ int wait_exit(pid_t pid) {
 
 pid_t spawn_unadmitted(const std::vector<std::string>& argv) {
   std::vector<char*> arguments;
-  for (const auto& argument : argv) arguments.push_back(const_cast<char*>(argument.c_str()));
+  for (const auto& argument : argv)
+    arguments.push_back(const_cast<char*>(argument.c_str()));
   arguments.push_back(nullptr);
   pid_t pid = ::fork();
   if (pid == 0) {
@@ -185,8 +187,8 @@ class VpnSteering : public ::testing::Test {
     auto rules = testing::shell("ip rule; ip -6 rule");
     ASSERT_TRUE(rules);
     EXPECT_EQ(rules->find("0x7270"), std::string::npos) << *rules;
-    auto routes = testing::shell(fmt::format("ip route show table {0}; ip -6 route show table {0}",
-                                             options_.table));
+    auto routes = testing::shell(
+        fmt::format("ip route show table {0}; ip -6 route show table {0}", options_.table));
     ASSERT_TRUE(routes);
     EXPECT_EQ(*routes, "");
     auto tables = testing::shell("nft list tables");
@@ -267,7 +269,8 @@ TEST_F(VpnSteering, AdmitPidCoversNewConnectionsAndReportsOlderSockets) {
       "except Exception as e: print(e)\n",
       ready, flag, kIntranetHost);
   pid_t pid = spawn_unadmitted({"python3", "-c", script});
-  for (int i = 0; i < 200 && !std::filesystem::exists(ready); ++i) std::this_thread::sleep_for(20ms);
+  for (int i = 0; i < 200 && !std::filesystem::exists(ready); ++i)
+    std::this_thread::sleep_for(20ms);
   ASSERT_TRUE(std::filesystem::exists(ready));
 
   // pyenv may put a shim between us and python: admit the process that holds the sockets.
@@ -278,7 +281,8 @@ TEST_F(VpnSteering, AdmitPidCoversNewConnectionsAndReportsOlderSockets) {
   ASSERT_TRUE(unadmitted) << unadmitted.error().message;
   EXPECT_TRUE(steering_->cgroup().contains(target));
   int tcp = 0, udp = 0;
-  for (const auto& socket : *unadmitted) (socket.protocol == IPPROTO_TCP ? tcp : udp)++;
+  for (const auto& socket : *unadmitted)
+    (socket.protocol == IPPROTO_TCP ? tcp : udp)++;
   EXPECT_EQ(tcp, 1);
   EXPECT_EQ(udp, 1);
   auto closed = close_sockets(*unadmitted);
@@ -302,14 +306,15 @@ TEST_F(VpnSteering, ExecRuleAdmitsAProcessWhenItStarts) {
   // The proc connector delivers only in the initial network namespace.
   guard_.reset();
   std::vector<pid_t> admitted;
-  auto watcher = ExecRuleWatcher::start(steering_->cgroup(), {rule_binary},
-                                        [&](pid_t pid, const std::string&) { admitted.push_back(pid); });
+  auto watcher =
+      ExecRuleWatcher::start(steering_->cgroup(), {rule_binary},
+                             [&](pid_t pid, const std::string&) { admitted.push_back(pid); });
   enter_client();
   ASSERT_TRUE(watcher) << watcher.error().message;
 
-  pid_t pid = spawn_unadmitted(
-      {rule_binary, "-c", "sleep 0.5; timeout 1 " + rule_binary + " -c '" +
-                              tcp_connect(kIntranetHost, 83) + "'; true"});
+  pid_t pid = spawn_unadmitted({rule_binary, "-c",
+                                "sleep 0.5; timeout 1 " + rule_binary + " -c '" +
+                                    tcp_connect(kIntranetHost, 83) + "'; true"});
   for (int i = 0; i < 100 && admitted.empty(); ++i) {
     pollfd ready{watcher->fd(), POLLIN, 0};
     ::poll(&ready, 1, 20);
@@ -345,8 +350,7 @@ TEST_F(VpnSteering, TunnelDownRefusesAdmittedTrafficAndNothingLeaves) {
 
 TEST_F(VpnSteering, AdmittedIpv6WithAnIpv4OnlyTunnelIsRefusedNotLeaked) {
   start();
-  pid_t tcp = spawn_admitted(
-      {"timeout", "5", "bash", "-c", tcp_connect("64:ff9b::c612:401", 80)});
+  pid_t tcp = spawn_admitted({"timeout", "5", "bash", "-c", tcp_connect("64:ff9b::c612:401", 80)});
   EXPECT_EQ(wait_exit(tcp), 1) << "expected a local refusal of IPv6 toward the intranet";
   pid_t udp = spawn_admitted({"bash", "-c", udp_send("64:ff9b::c612:401", 7)});
   EXPECT_NE(wait_exit(udp), 0);
@@ -470,6 +474,93 @@ TEST_F(VpnSteering, RefusesToStartWhenAPieceCannotBeSetUpAndLeavesOthersAlone) {
   ASSERT_TRUE(rules);
   EXPECT_EQ(rules->find("0x7270"), std::string::npos) << *rules;
   ASSERT_TRUE(testing::shell("nft delete table inet " + options_.nft_table));
+}
+
+TEST_F(VpnSteering, RepliesWrittenToTheTunReachTheAdmittedProcess) {
+  start();
+  std::string script = fmt::format(
+      "import socket, sys\n"
+      "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3)\n"
+      "s.sendto(b'ping', ('{}', 7))\n"
+      "data, peer = s.recvfrom(100)\n"
+      "sys.exit(0 if data == b'ping' and peer == ('{}', 7) else 3)\n",
+      kIntranetHost, kIntranetHost);
+  pid_t pid = spawn_admitted({"python3", "-c", script});
+  auto request = read_tun_until(toward(kIntranetHost, 7), 3s);
+  ASSERT_TRUE(request);
+
+  // The echo: addresses and ports swapped, which leaves both checksums valid.
+  auto reply = *request;
+  size_t header = (reply[0] & 0x0f) * 4u;
+  std::swap_ranges(reply.begin() + 12, reply.begin() + 16, reply.begin() + 16);
+  std::swap_ranges(reply.begin() + header, reply.begin() + header + 2, reply.begin() + header + 2);
+  ASSERT_EQ(::write(tun_->fd(), reply.data(), reply.size()), static_cast<ssize_t>(reply.size()));
+  EXPECT_EQ(wait_exit(pid), 0) << "the admitted process did not get the reply from the TUN";
+}
+
+TEST_F(VpnSteering, TheGatewayKeepsItsNormalRouteEvenForAdmittedProcesses) {
+  start();
+  pid_t pid = spawn_admitted({"timeout", "5", "bash", "-c", tcp_connect("198.18.0.1", 443)});
+  EXPECT_EQ(wait_exit(pid), 1) << "the peer has no listener on 443 and answers with a reset";
+  auto at_gateway = netns_->counter("gateway");
+  ASSERT_TRUE(at_gateway);
+  EXPECT_GE(*at_gateway, 1u) << "the admitted process's packet to the gateway did not go out";
+  EXPECT_FALSE(read_tun_until(toward("198.18.0.1", 443), 300ms));
+}
+
+TEST_F(VpnSteering, FullTunnelCarriesEverythingAdmittedAndLeavesOthersTheirRoutes) {
+  config_.split_include.clear();
+  start();
+
+  pid_t admitted = spawn_admitted({"bash", "-c", udp_send("198.18.6.1", 7)});
+  EXPECT_TRUE(read_tun_until(toward("198.18.6.1", 7), 2s));
+  EXPECT_EQ(wait_exit(admitted), 0);
+  auto outside = netns_->counter("outside");
+  ASSERT_TRUE(outside);
+  EXPECT_EQ(*outside, 0u) << "admitted traffic left outside the tunnel";
+
+  pid_t other = spawn_unadmitted({"bash", "-c", udp_send("198.18.6.1", 7)});
+  EXPECT_EQ(wait_exit(other), 0);
+  outside = netns_->counter("outside");
+  ASSERT_TRUE(outside);
+  EXPECT_EQ(*outside, 1u) << "an unadmitted process should keep its normal route";
+
+  pid_t gateway = spawn_admitted({"timeout", "5", "bash", "-c", tcp_connect("198.18.0.1", 443)});
+  EXPECT_EQ(wait_exit(gateway), 1);
+  auto at_gateway = netns_->counter("gateway");
+  ASSERT_TRUE(at_gateway);
+  EXPECT_GE(*at_gateway, 1u) << "the tunnel's own traffic to the gateway must not be tunnelled";
+
+  pid_t v6 = spawn_admitted({"timeout", "5", "bash", "-c", tcp_connect("64:ff9b::c612:601", 80)});
+  EXPECT_EQ(wait_exit(v6), 1) << "IPv6 of an admitted process without an IPv6 tunnel is refused";
+}
+
+TEST_F(VpnSteering, UsesAPrivateCgroup2MountWhereSysIsRemountedAsUnderIpNetnsExec) {
+  std::string fallback = options_.cgroup2_fallback_mount;
+  pid_t child = ::fork();
+  if (child == 0) {
+    // What `ip netns exec` does to /sys: a fresh sysfs with no cgroup mounts below it.
+    if (::unshare(CLONE_NEWNS) != 0 ||
+        ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        ::umount2("/sys", MNT_DETACH) != 0 || ::mount("sysfs", "/sys", "sysfs", 0, nullptr) != 0) {
+      ::_exit(10);
+    }
+    if (find_cgroup2()) ::_exit(11);
+    start();
+    if (HasFatalFailure() || !steering_) ::_exit(12);
+    if (!steering_->cgroup().path().starts_with(fallback)) ::_exit(13);
+    pid_t admitted = spawn_admitted({"bash", "-c", udp_send(kIntranetHost, 7)});
+    bool tunnelled = read_tun_until(toward(kIntranetHost, 7), 2s).has_value();
+    wait_exit(admitted);
+    if (!tunnelled) ::_exit(14);
+    if (!steering_->stop()) ::_exit(15);
+    ::_exit(0);
+  }
+  EXPECT_EQ(wait_exit(child), 0)
+      << "10 namespace setup, 11 cgroup2 still visible, 12 start failed, 13 not the private "
+         "mount, 14 admitted traffic not tunnelled, 15 stop failed";
+  EXPECT_FALSE(std::filesystem::exists(fallback)) << "the private mount point was left";
+  expect_nothing_left();
 }
 
 }  // namespace

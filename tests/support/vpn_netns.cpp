@@ -20,7 +20,8 @@ Result<std::string> shell(const std::string& command) {
   std::string output;
   std::array<char, 4096> buffer;
   size_t got;
-  while ((got = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0) output.append(buffer.data(), got);
+  while ((got = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
+    output.append(buffer.data(), got);
   int status = ::pclose(pipe);
   if (status != 0) {
     return Error::make(ErrorCode::kIo, "'{}' failed (status {}): {}", command, status, output);
@@ -57,11 +58,15 @@ namespace {
 constexpr const char* kPeerCounters = R"(table inet count {
   counter intranet {}
   counter dns {}
+  counter gateway {}
+  counter outside {}
   chain pre {
     type filter hook prerouting priority -300; policy accept;
     ip daddr 198.18.4.0/24 counter name intranet
     ip6 daddr 64:ff9b::c612:400/120 counter name intranet
     ip daddr 198.18.0.1 meta l4proto { tcp, udp } th dport 53 counter name dns
+    ip daddr 198.18.0.1 tcp dport 443 counter name gateway
+    ip daddr 198.18.6.0/24 counter name outside
   }
 })";
 
@@ -92,8 +97,8 @@ Result<VpnNetns> VpnNetns::create(const std::string& tag) {
        }) {
     if (auto done = shell(command); !done) return done.error();
   }
-  auto counters = shell("ip netns exec " + peer + " nft -f - <<'EOF'\n" +
-                        std::string(kPeerCounters) + "\nEOF");
+  auto counters =
+      shell("ip netns exec " + peer + " nft -f - <<'EOF'\n" + std::string(kPeerCounters) + "\nEOF");
   if (!counters) return counters.error();
   return netns;
 }
@@ -119,8 +124,12 @@ Result<uint64_t> VpnNetns::counter(const std::string& name) const {
   return std::stoull(match[1]);
 }
 
-Result<uint64_t> VpnNetns::intranet_packets_at_peer() const { return counter("intranet"); }
-Result<uint64_t> VpnNetns::dns_packets_at_peer() const { return counter("dns"); }
+Result<uint64_t> VpnNetns::intranet_packets_at_peer() const {
+  return counter("intranet");
+}
+Result<uint64_t> VpnNetns::dns_packets_at_peer() const {
+  return counter("dns");
+}
 
 Result<std::string> VpnNetns::in_client(const std::string& command) const {
   return shell("ip netns exec " + client_ + " " + command);

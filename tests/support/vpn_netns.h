@@ -3,7 +3,9 @@
 //
 //   client  out0 198.18.0.2/24, 64:ff9b::c612:2/120   default routes via the peer
 //   peer    in0  198.18.0.1/24, 64:ff9b::c612:1/120   counts, in prerouting, every packet that
-//           reaches it for the intranet (198.18.4.0/24, 64:ff9b::c612:400/120) and for DNS
+//           reaches it for the intranet (198.18.4.0/24, 64:ff9b::c612:400/120), for DNS at
+//           198.18.0.1, for the gateway's TLS port (198.18.0.1:443) and for an "internet" host
+//           outside the split-include intranet (198.18.6.0/24)
 //
 // The IPv6 addresses are the NAT64 forms (RFC 6052) of 198.18.0.x and 198.18.4.x.
 // Ownership: the object deletes both namespaces (and so the veth) in its destructor, also when
@@ -53,6 +55,8 @@ class VpnNetns {
   // packets to port 53 at 198.18.0.1 (the normal resolver).
   Result<uint64_t> intranet_packets_at_peer() const;
   Result<uint64_t> dns_packets_at_peer() const;
+  // Any of the peer's counters: "intranet", "dns", "gateway", "outside".
+  Result<uint64_t> counter(const std::string& name) const;
 
   // Runs `command` inside the client namespace (ip netns exec) and returns its stdout.
   Result<std::string> in_client(const std::string& command) const;
@@ -60,7 +64,6 @@ class VpnNetns {
  private:
   VpnNetns(std::string client, std::string peer)
       : client_(std::move(client)), peer_(std::move(peer)) {}
-  Result<uint64_t> counter(const std::string& name) const;
   std::string client_;
   std::string peer_;
 };
