@@ -9,6 +9,9 @@
 #include "vpn/tun/tun_device.h"
 
 #include <gtest/gtest.h>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/read.hpp>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -561,6 +564,44 @@ TEST_F(VpnSteering, UsesAPrivateCgroup2MountWhereSysIsRemountedAsUnderIpNetnsExe
          "mount, 14 admitted traffic not tunnelled, 15 stop failed";
   EXPECT_FALSE(std::filesystem::exists(fallback)) << "the private mount point was left";
   expect_nothing_left();
+}
+
+TEST_F(VpnSteering, Ipv6IsTunnelledWhenTheTunnelHasIpv6) {
+  config_.address6 = ip::make_address_v6("64:ff9b::c612:80a");
+  config_.address6_length = 128;
+  start();
+  pid_t pid = spawn_admitted({"timeout", "1", "bash", "-c", tcp_connect("64:ff9b::c612:401", 80)});
+  auto syn = read_tun_until(toward("64:ff9b::c612:401", 80), 2s);
+  wait_exit(pid);
+  ASSERT_TRUE(syn) << "the admitted IPv6 connection did not reach the TUN";
+  EXPECT_EQ(flow_of_packet(*syn)->source, ip::make_address("64:ff9b::c612:80a"));
+  EXPECT_EQ(intranet_at_peer(), 0u);
+}
+
+TEST_F(VpnSteering, TheTunDescriptorWorksWithAsio) {
+  start();
+  boost::asio::io_context io;
+  boost::asio::posix::stream_descriptor stream(io, ::dup(tun_->fd()));
+  std::array<uint8_t, 2048> buffer{};
+  std::optional<FlowKey> received;
+  std::function<void()> read_next = [&] {
+    stream.async_read_some(
+        boost::asio::buffer(buffer), [&](boost::system::error_code ec, size_t size) {
+          if (ec) return;
+          auto flow = flow_of_packet(std::span<const uint8_t>(buffer.data(), size));
+          if (flow && flow->destination_port == 7) {
+            received = *flow;
+            return;
+          }
+          read_next();
+        });
+  };
+  read_next();
+  pid_t pid = spawn_admitted({"bash", "-c", udp_send(kIntranetHost, 7)});
+  io.run_for(2s);
+  wait_exit(pid);
+  ASSERT_TRUE(received) << "no packet through the Asio stream";
+  EXPECT_EQ(received->destination, ip::make_address(kIntranetHost));
 }
 
 }  // namespace
