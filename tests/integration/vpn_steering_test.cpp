@@ -239,6 +239,10 @@ TEST_F(VpnSteering, AdmittedProcessAndItsGrandchildReachTheTunOverTcpAndUdp) {
   EXPECT_EQ(flow_of_packet(*datagram)->protocol, IPPROTO_UDP);
 
   EXPECT_EQ(intranet_at_peer(), 0u);
+  auto counters = steering_->counters();
+  ASSERT_TRUE(counters) << counters.error().message;
+  EXPECT_GE(counters->tunnelled, 3u);
+  EXPECT_EQ(counters->refused_others, 0u);
 }
 
 TEST_F(VpnSteering, UnadmittedProcessIsRefusedLocallyAndNothingLeavesTowardTheIntranet) {
@@ -253,6 +257,25 @@ TEST_F(VpnSteering, UnadmittedProcessIsRefusedLocallyAndNothingLeavesTowardTheIn
 
   EXPECT_FALSE(read_tun_until(toward_intranet(), 300ms));
   EXPECT_EQ(intranet_at_peer(), 0u);
+  auto counters = steering_->counters();
+  ASSERT_TRUE(counters) << counters.error().message;
+  EXPECT_GE(counters->refused_others, 3u);
+  EXPECT_EQ(counters->tunnelled, 0u);
+  EXPECT_EQ(counters->dropped_late, 0u);
+}
+
+TEST_F(VpnSteering, ASecondStartOfARunningInstanceIsRefusedAndChangesNothing) {
+  start();
+  auto plan = SteeringPlan::from(config_, options_.gateway_addresses);
+  ASSERT_TRUE(plan);
+  auto second = Steering::start(options_, *plan);
+  ASSERT_FALSE(second);
+  EXPECT_EQ(second.error().code, ErrorCode::kConflict) << second.error().message;
+  EXPECT_EQ(cleanup_instance(options_).error().code, ErrorCode::kConflict);
+
+  pid_t pid = spawn_admitted({"bash", "-c", udp_send(kIntranetHost, 7)});
+  EXPECT_TRUE(read_tun_until(toward(kIntranetHost, 7), 2s)) << "the running steering was harmed";
+  wait_exit(pid);
 }
 
 TEST_F(VpnSteering, AdmitPidCoversNewConnectionsAndReportsOlderSockets) {
@@ -343,6 +366,9 @@ TEST_F(VpnSteering, TunnelDownRefusesAdmittedTrafficAndNothingLeaves) {
 
   EXPECT_FALSE(read_tun_until(toward_intranet(), 300ms));
   EXPECT_EQ(intranet_at_peer(), 0u);
+  auto counters = steering_->counters();
+  ASSERT_TRUE(counters);
+  EXPECT_GE(counters->refused_admitted, 2u);
 
   // And up again: the same traffic is tunnelled.
   ASSERT_TRUE(steering_->set_tunnel_up(tun_->ifindex()));

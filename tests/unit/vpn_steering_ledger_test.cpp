@@ -15,8 +15,8 @@ namespace {
 class LedgerFile : public ::testing::Test {
  protected:
   void SetUp() override {
-    directory_ = std::filesystem::temp_directory_path() /
-                 ("steward-ledger-" + std::to_string(::getpid()));
+    directory_ =
+        std::filesystem::temp_directory_path() / ("steward-ledger-" + std::to_string(::getpid()));
   }
   void TearDown() override { std::filesystem::remove_all(directory_); }
 
@@ -32,16 +32,18 @@ class LedgerFile : public ::testing::Test {
 };
 
 TEST_F(LedgerFile, EntriesSurviveReopeningInOrder) {
-  auto ledger = Ledger::open(directory_, "work");
-  ASSERT_TRUE(ledger);
   LedgerEntry rule;
   rule.kind = LedgerEntry::Kind::kRule;
   rule.table = 7270;
   rule.priority = 7270;
   rule.mark = 0x7270;
   rule.family = 6;
-  ASSERT_TRUE(ledger->record(rule));
-  ASSERT_TRUE(ledger->record(route("198.18.4.0/24")));
+  {
+    auto ledger = Ledger::open(directory_, "work");
+    ASSERT_TRUE(ledger);
+    ASSERT_TRUE(ledger->record(rule));
+    ASSERT_TRUE(ledger->record(route("198.18.4.0/24")));
+  }
 
   auto again = Ledger::open(directory_, "work");
   ASSERT_TRUE(again);
@@ -79,6 +81,18 @@ TEST_F(LedgerFile, CleanupOfAnEmptyLedgerSucceedsAndRemovesTheFile) {
   ASSERT_TRUE(ledger);
   EXPECT_TRUE(cleanup_from_ledger(*ledger));
   EXPECT_FALSE(std::filesystem::exists(ledger->path()));
+}
+
+TEST_F(LedgerFile, AnInstanceIsHeldByOneLedgerAtATime) {
+  auto first = Ledger::open(directory_, "work");
+  ASSERT_TRUE(first);
+  auto second = Ledger::open(directory_, "work");
+  ASSERT_FALSE(second);
+  EXPECT_EQ(second.error().code, ErrorCode::kConflict);
+  EXPECT_TRUE(Ledger::open(directory_, "other"));
+  first = Ledger::open(directory_, "other");  // the move releases "work"
+  ASSERT_TRUE(first);
+  EXPECT_TRUE(Ledger::open(directory_, "work"));
 }
 
 TEST_F(LedgerFile, RefusesAnInstanceNameThatIsNotAFileName) {

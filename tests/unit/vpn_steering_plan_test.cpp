@@ -71,18 +71,19 @@ TEST_F(NftRuleset, MarksOnlyAdmittedSocketsAndRefusesTheRestTowardTheIntranet) {
             std::string::npos)
       << text;
   EXPECT_NE(text.find("socket cgroupv2 level 2 \"unified/steward-vpn/admitted\" ip daddr "
-                      "@intranet4 counter jump refuse"),
+                      "@intranet4 counter name refused_admitted jump refuse"),
             std::string::npos)
       << text;
-  EXPECT_NE(text.find("ip daddr @closed4 counter jump refuse"), std::string::npos);
+  EXPECT_NE(text.find("ip daddr @closed4 counter name refused_others jump refuse"),
+            std::string::npos);
   EXPECT_NE(text.find("reject with tcp reset"), std::string::npos);
   EXPECT_NE(text.find("reject with icmpx type admin-prohibited"), std::string::npos);
   // Started with the tunnel down: nothing is marked yet.
   EXPECT_EQ(text.find("meta mark set"), std::string::npos) << text;
   // Admitted DNS goes to the gateway's server; IPv6 DNS (which cannot) is refused.
   EXPECT_NE(text.find("th dport 53 dnat ip to 198.18.4.53"), std::string::npos) << text;
-  EXPECT_NE(text.find("meta nfproto ipv6 meta l4proto { tcp, udp } th dport 53 counter jump "
-                      "refuse"),
+  EXPECT_NE(text.find("meta nfproto ipv6 meta l4proto { tcp, udp } th dport 53 counter name "
+                      "refused_admitted jump refuse"),
             std::string::npos)
       << text;
 }

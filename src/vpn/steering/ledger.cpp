@@ -7,6 +7,7 @@
 #include "vpn/tun/tun_device.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,6 +18,7 @@
 #include <fstream>
 #include <optional>
 #include <sstream>
+#include <utility>
 
 namespace steward::vpn {
 namespace {
@@ -94,7 +96,39 @@ Result<Ledger> Ledger::open(const std::string& directory, const std::string& ins
     return Error::make(ErrorCode::kIo, "ledger directory {}: {}", directory, ec.message());
   }
   ::chmod(directory.c_str(), 0700);
-  return Ledger(directory + "/" + instance + ".state");
+
+  std::string lock_path = directory + "/" + instance + ".lock";
+  int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd < 0) {
+    return Error::make(ErrorCode::kIo, "ledger lock {}: {}", lock_path, std::strerror(errno));
+  }
+  if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    int saved = errno;
+    ::close(lock_fd);
+    if (saved == EWOULDBLOCK) {
+      return Error::make(ErrorCode::kConflict,
+                         "VPN instance '{}' is running in another process (lock {})", instance,
+                         lock_path);
+    }
+    return Error::make(ErrorCode::kIo, "ledger lock {}: {}", lock_path, std::strerror(saved));
+  }
+  return Ledger(directory + "/" + instance + ".state", lock_fd);
+}
+
+Ledger::Ledger(Ledger&& other) noexcept
+    : path_(std::move(other.path_)), lock_fd_(std::exchange(other.lock_fd_, -1)) {}
+
+Ledger& Ledger::operator=(Ledger&& other) noexcept {
+  if (this != &other) {
+    if (lock_fd_ >= 0) ::close(lock_fd_);
+    path_ = std::move(other.path_);
+    lock_fd_ = std::exchange(other.lock_fd_, -1);
+  }
+  return *this;
+}
+
+Ledger::~Ledger() {
+  if (lock_fd_ >= 0) ::close(lock_fd_);
 }
 
 Status Ledger::record(const LedgerEntry& entry) {

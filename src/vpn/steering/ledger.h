@@ -33,11 +33,20 @@ struct LedgerEntry {
 
 // The ledger file of one instance. Appends are durable (write + fsync) before returning.
 // Lines are tab-separated; a torn last line (crash mid-write) is ignored on load.
+// An open Ledger holds an exclusive lock (flock on <instance>.lock, close-on-exec), so a
+// second start or a cleanup cannot tear down the objects of an instance that is running; the
+// kernel drops the lock when the holder dies, also by SIGKILL. Move-only.
 class Ledger {
  public:
   // Opens (creating if missing) <directory>/<instance>.state. The directory is created with
-  // mode 0700.
+  // mode 0700. kConflict when another live process holds the instance.
   static Result<Ledger> open(const std::string& directory, const std::string& instance);
+
+  Ledger(Ledger&& other) noexcept;
+  Ledger& operator=(Ledger&& other) noexcept;
+  Ledger(const Ledger&) = delete;
+  Ledger& operator=(const Ledger&) = delete;
+  ~Ledger();
 
   Status record(const LedgerEntry& entry);
   // Drops the newest entry: its creation failed because the object already existed, so it
@@ -49,8 +58,9 @@ class Ledger {
   const std::string& path() const { return path_; }
 
  private:
-  explicit Ledger(std::string path) : path_(std::move(path)) {}
+  Ledger(std::string path, int lock_fd) : path_(std::move(path)), lock_fd_(lock_fd) {}
   std::string path_;
+  int lock_fd_ = -1;
 };
 
 // Removes every object the ledger lists, newest first, and then the ledger itself. An object

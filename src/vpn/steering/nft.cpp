@@ -17,9 +17,10 @@ struct Outcome {
   std::string error;
 };
 
-Result<Outcome> execute(const std::string& commands) {
+Result<Outcome> execute(const std::string& commands, bool json = false) {
   std::unique_ptr<nft_ctx, ContextDeleter> context(nft_ctx_new(NFT_CTX_DEFAULT));
   if (!context) return Error::make(ErrorCode::kIo, "nftables: cannot create a context");
+  if (json) nft_ctx_output_set_flags(context.get(), NFT_CTX_OUTPUT_JSON);
   nft_ctx_buffer_output(context.get());
   nft_ctx_buffer_error(context.get());
   Outcome outcome;
@@ -38,6 +39,15 @@ Status run(const std::string& commands) {
     return Error::make(ErrorCode::kIo, "nftables refused the ruleset: {}", outcome->error);
   }
   return ok();
+}
+
+Result<std::string> list_json(const std::string& command) {
+  auto outcome = execute(command, true);
+  if (!outcome) return outcome.error();
+  if (outcome->code != 0) {
+    return Error::make(ErrorCode::kIo, "nftables: {}: {}", command, outcome->error);
+  }
+  return outcome->output;
 }
 
 bool table_exists(const std::string& table) {

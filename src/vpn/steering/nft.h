@@ -14,6 +14,9 @@ Status run(const std::string& commands);
 // Deletes `table` ("inet steward"); ok when it does not exist.
 Status delete_table(const std::string& table);
 
+// Runs one listing command and returns nft's JSON output.
+Result<std::string> list_json(const std::string& command);
+
 // True when `table` exists.
 bool table_exists(const std::string& table);
 

@@ -5,9 +5,11 @@
 #include "vpn/steering/rtnl.h"
 
 #include <net/if.h>
+#include <boost/json.hpp>
 
 #include <algorithm>
 #include <functional>
+#include <map>
 
 namespace steward::vpn {
 namespace {
@@ -64,9 +66,12 @@ std::string render(const SteeringPlan& plan, const SteeringOptions& options,
   out += set("exclude4", plan.exclude, true) + set("exclude6", plan.exclude, false);
 
   out +=
+      "  counter tunnelled {}\n  counter refused_admitted {}\n  counter refused_others {}\n"
+      "  counter dropped_late {}\n";
+  out +=
       "  chain refuse {\n"
-      "    meta l4proto tcp counter reject with tcp reset\n"
-      "    counter reject with icmpx type admin-prohibited\n"
+      "    meta l4proto tcp reject with tcp reset\n"
+      "    reject with icmpx type admin-prohibited\n"
       "  }\n";
 
   // Marks, after DNS redirection (nat output is -100) so a redirected query is marked too.
@@ -74,8 +79,8 @@ std::string render(const SteeringPlan& plan, const SteeringOptions& options,
   out += "    ip daddr @exclude4 return\n    ip6 daddr @exclude6 return\n";
   if (tunnel_up) {
     out += fmt::format("    ct mark {0} ip daddr @intranet4 meta mark set {0} return\n", mark);
-    out += fmt::format("    {0} ip daddr @intranet4 counter meta mark set {1} ct mark set {1}\n",
-                       admitted, mark);
+    out += fmt::format("    {0} ip daddr @intranet4 meta mark set {1} ct mark set {1}\n", admitted,
+                       mark);
     if (plan.tunnel_has_ipv6) {
       out += fmt::format("    ct mark {0} ip6 daddr @intranet6 meta mark set {0} return\n", mark);
       out += fmt::format("    {0} ip6 daddr @intranet6 meta mark set {1} ct mark set {1}\n",
@@ -105,22 +110,30 @@ std::string render(const SteeringPlan& plan, const SteeringOptions& options,
   out += "  chain guard {\n    type filter hook output priority filter; policy accept;\n";
   out += "    ip daddr @exclude4 accept\n    ip6 daddr @exclude6 accept\n";
   out += fmt::format("    meta mark {} accept\n", mark);
-  out += fmt::format("    {} ip daddr @intranet4 counter jump refuse\n", admitted);
-  out += fmt::format("    {} ip6 daddr @intranet6 counter jump refuse\n", admitted);
+  out += fmt::format("    {} ip daddr @intranet4 counter name refused_admitted jump refuse\n",
+                     admitted);
+  out += fmt::format("    {} ip6 daddr @intranet6 counter name refused_admitted jump refuse\n",
+                     admitted);
   if (plan.dns) {
     out += fmt::format(
-        "    {} meta nfproto {} meta l4proto {{ tcp, udp }} th dport 53 counter jump refuse\n",
+        "    {} meta nfproto {} meta l4proto {{ tcp, udp }} th dport 53 counter name "
+        "refused_admitted jump refuse\n",
         admitted, plan.dns->is_v4() ? "ipv6" : "ipv4");
   }
-  out += "    ip daddr @closed4 counter jump refuse\n    ip6 daddr @closed6 counter jump refuse\n";
+  out +=
+      "    ip daddr @closed4 counter name refused_others jump refuse\n"
+      "    ip6 daddr @closed6 counter name refused_others jump refuse\n";
   out += "  }\n";
 
   // The last word: toward the intranet, only marked packets into the TUN leave.
   out += "  chain last_check {\n    type filter hook postrouting priority 300; policy accept;\n";
   out += "    ip daddr @exclude4 accept\n    ip6 daddr @exclude6 accept\n";
-  out += fmt::format("    meta mark {} oifname \"{}\" accept\n", mark, options.tun_name);
-  out += fmt::format("    meta mark {} counter drop\n", mark);
-  out += "    ip daddr @closed4 counter drop\n    ip6 daddr @closed6 counter drop\n";
+  out += fmt::format("    meta mark {} oifname \"{}\" counter name tunnelled accept\n", mark,
+                     options.tun_name);
+  out += fmt::format("    meta mark {} counter name dropped_late drop\n", mark);
+  out +=
+      "    ip daddr @closed4 counter name dropped_late drop\n"
+      "    ip6 daddr @closed6 counter name dropped_late drop\n";
   out += "  }\n}\n";
   return out;
 }
@@ -330,6 +343,34 @@ Status Steering::set_tunnel_down() {
   tunnel_ifindex_ = 0;
   log::get("vpn")->info("instance={} tunnel down", options_.instance);
   return result;
+}
+
+Result<SteeringCounters> Steering::counters() const {
+  auto listing = nft::list_json("list counters table " + nft_table_name(options_));
+  if (!listing) return listing.error();
+  boost::system::error_code ec;
+  auto document = boost::json::parse(*listing, ec);
+  if (ec || !document.is_object()) {
+    return Error::make(ErrorCode::kInternal, "nft counters: unreadable JSON");
+  }
+  SteeringCounters counters;
+  const std::map<std::string, uint64_t*> fields = {{"tunnelled", &counters.tunnelled},
+                                                   {"refused_admitted", &counters.refused_admitted},
+                                                   {"refused_others", &counters.refused_others},
+                                                   {"dropped_late", &counters.dropped_late}};
+  const auto* items = document.as_object().if_contains("nftables");
+  if (!items || !items->is_array()) return counters;
+  for (const auto& item : items->as_array()) {
+    const auto* counter = item.is_object() ? item.as_object().if_contains("counter") : nullptr;
+    if (!counter || !counter->is_object()) continue;
+    const auto& fields_of = counter->as_object();
+    const auto* name = fields_of.if_contains("name");
+    const auto* packets = fields_of.if_contains("packets");
+    if (!name || !name->is_string() || !packets || !packets->is_int64()) continue;
+    auto field = fields.find(std::string(name->as_string()));
+    if (field != fields.end()) *field->second = static_cast<uint64_t>(packets->as_int64());
+  }
+  return counters;
 }
 
 Status Steering::stop() {

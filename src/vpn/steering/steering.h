@@ -52,6 +52,15 @@ struct SteeringOptions {
   std::vector<boost::asio::ip::address> gateway_addresses;
 };
 
+// Packet counts from the nft table since start (or the last tunnel state change), for
+// status and metrics.
+struct SteeringCounters {
+  uint64_t tunnelled = 0;         // admitted packets that left into the TUN
+  uint64_t refused_admitted = 0;  // admitted, toward the intranet, but no tunnel for them
+  uint64_t refused_others = 0;    // unadmitted, toward the intranet
+  uint64_t dropped_late = 0;      // caught only after routing (should stay 0)
+};
+
 // What Steward steers: derived from the gateway's TunnelConfig.
 struct SteeringPlan {
   std::vector<Prefix> intranet;                 // intranet_prefixes() plus DNS server host prefixes
@@ -89,6 +98,9 @@ class Steering {
   Status set_tunnel_up(int tun_ifindex);
   Status set_tunnel_down();
   bool tunnel_up() const { return tunnel_ifindex_ != 0; }
+
+  // Reads the nft counters; kIo when the table cannot be listed.
+  Result<SteeringCounters> counters() const;
 
   const AdmittedCgroup& cgroup() const { return cgroup_; }
   const SteeringPlan& plan() const { return plan_; }
