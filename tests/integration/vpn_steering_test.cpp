@@ -630,5 +630,23 @@ TEST_F(VpnSteering, TheTunDescriptorWorksWithAsio) {
   EXPECT_EQ(received->destination, ip::make_address(kIntranetHost));
 }
 
+TEST_F(VpnSteering, BadAdmissionRequestsSaySoAndChangeNothing) {
+  start();
+  auto missing = run_admitted(steering_->cgroup(), {"/nonexistent/steward-command"});
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().message.find("/nonexistent/steward-command"), std::string::npos);
+  EXPECT_FALSE(run_admitted(steering_->cgroup(), {}));
+
+  auto no_process = admit_process(steering_->cgroup(), 0);
+  ASSERT_FALSE(no_process);
+  EXPECT_EQ(no_process.error().code, ErrorCode::kNotFound);
+  auto members = steering_->cgroup().processes();
+  ASSERT_TRUE(members);
+  EXPECT_TRUE(members->empty());
+
+  auto rule = ExecRuleWatcher::start(steering_->cgroup(), {"/nonexistent/steward-command"});
+  EXPECT_FALSE(rule);
+}
+
 }  // namespace
 }  // namespace steward::vpn

@@ -70,8 +70,8 @@ TEST_F(NftRuleset, MarksOnlyAdmittedSocketsAndRefusesTheRestTowardTheIntranet) {
   EXPECT_NE(text.find("elements = { 198.18.4.0/24, 198.18.6.0/24, 198.18.4.53/32 }"),
             std::string::npos)
       << text;
-  EXPECT_NE(text.find("socket cgroupv2 level 2 \"unified/steward-vpn/admitted\" ip daddr "
-                      "@intranet4 counter name refused_admitted jump refuse"),
+  EXPECT_NE(text.find("ip daddr @intranet4 socket cgroupv2 level 2 "
+                      "\"unified/steward-vpn/admitted\" counter name refused_admitted jump refuse"),
             std::string::npos)
       << text;
   EXPECT_NE(text.find("ip daddr @closed4 counter name refused_others jump refuse"),
@@ -81,9 +81,13 @@ TEST_F(NftRuleset, MarksOnlyAdmittedSocketsAndRefusesTheRestTowardTheIntranet) {
   // Started with the tunnel down: nothing is marked yet.
   EXPECT_EQ(text.find("meta mark set"), std::string::npos) << text;
   // Admitted DNS goes to the gateway's server; IPv6 DNS (which cannot) is refused.
-  EXPECT_NE(text.find("th dport 53 dnat ip to 198.18.4.53"), std::string::npos) << text;
-  EXPECT_NE(text.find("meta nfproto ipv6 meta l4proto { tcp, udp } th dport 53 counter name "
-                      "refused_admitted jump refuse"),
+  EXPECT_NE(text.find("th dport 53 socket cgroupv2 level 2 \"unified/steward-vpn/admitted\" "
+                      "dnat ip to 198.18.4.53"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("meta nfproto ipv6 meta l4proto { tcp, udp } th dport 53 socket cgroupv2 "
+                      "level 2 \"unified/steward-vpn/admitted\" counter name refused_admitted "
+                      "jump refuse"),
             std::string::npos)
       << text;
 }

@@ -60,7 +60,8 @@ std::string executable_of(pid_t pid);
 // Admits processes whose executable is one of `paths` (exact, after resolving symlinks) when
 // they exec, using the proc connector (NETLINK_CONNECTOR, PROC_EVENT_EXEC). The connector
 // only delivers in the initial network namespace: create the watcher there.
-// Not thread-safe; drive it from one thread (fd() with Asio, or poll_once()).
+// Not thread-safe; drive it from one thread (fd() with Asio, or poll_once()). `cgroup` must
+// outlive the watcher (it is the Steering's).
 class ExecRuleWatcher {
  public:
   using OnAdmit = std::function<void(pid_t pid, const std::string& executable)>;

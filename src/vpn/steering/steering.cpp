@@ -74,16 +74,17 @@ std::string render(const SteeringPlan& plan, const SteeringOptions& options,
       "    reject with icmpx type admin-prohibited\n"
       "  }\n";
 
+  // Every rule tests the cheap destination before the socket's cgroup.
   // Marks, after DNS redirection (nat output is -100) so a redirected query is marked too.
   out += "  chain mark_admitted {\n    type route hook output priority -90; policy accept;\n";
   out += "    ip daddr @exclude4 return\n    ip6 daddr @exclude6 return\n";
   if (tunnel_up) {
     out += fmt::format("    ct mark {0} ip daddr @intranet4 meta mark set {0} return\n", mark);
-    out += fmt::format("    {0} ip daddr @intranet4 meta mark set {1} ct mark set {1}\n", admitted,
+    out += fmt::format("    ip daddr @intranet4 {0} meta mark set {1} ct mark set {1}\n", admitted,
                        mark);
     if (plan.tunnel_has_ipv6) {
       out += fmt::format("    ct mark {0} ip6 daddr @intranet6 meta mark set {0} return\n", mark);
-      out += fmt::format("    {0} ip6 daddr @intranet6 meta mark set {1} ct mark set {1}\n",
+      out += fmt::format("    ip6 daddr @intranet6 {0} meta mark set {1} ct mark set {1}\n",
                          admitted, mark);
     }
   }
@@ -93,8 +94,8 @@ std::string render(const SteeringPlan& plan, const SteeringOptions& options,
   if (plan.dns) {
     bool v4 = plan.dns->is_v4();
     out += fmt::format(
-        "    {} meta nfproto {} meta l4proto {{ tcp, udp }} th dport 53 dnat {} to {}\n", admitted,
-        v4 ? "ipv4" : "ipv6", v4 ? "ip" : "ip6",
+        "    meta nfproto {1} meta l4proto {{ tcp, udp }} th dport 53 {0} dnat {2} to {3}\n",
+        admitted, v4 ? "ipv4" : "ipv6", v4 ? "ip" : "ip6",
         v4 ? plan.dns->to_string() : "[" + plan.dns->to_string() + "]");
   }
   out += "  }\n";
@@ -110,13 +111,13 @@ std::string render(const SteeringPlan& plan, const SteeringOptions& options,
   out += "  chain guard {\n    type filter hook output priority filter; policy accept;\n";
   out += "    ip daddr @exclude4 accept\n    ip6 daddr @exclude6 accept\n";
   out += fmt::format("    meta mark {} accept\n", mark);
-  out += fmt::format("    {} ip daddr @intranet4 counter name refused_admitted jump refuse\n",
+  out += fmt::format("    ip daddr @intranet4 {} counter name refused_admitted jump refuse\n",
                      admitted);
-  out += fmt::format("    {} ip6 daddr @intranet6 counter name refused_admitted jump refuse\n",
+  out += fmt::format("    ip6 daddr @intranet6 {} counter name refused_admitted jump refuse\n",
                      admitted);
   if (plan.dns) {
     out += fmt::format(
-        "    {} meta nfproto {} meta l4proto {{ tcp, udp }} th dport 53 counter name "
+        "    meta nfproto {1} meta l4proto {{ tcp, udp }} th dport 53 {0} counter name "
         "refused_admitted jump refuse\n",
         admitted, plan.dns->is_v4() ? "ipv6" : "ipv4");
   }
