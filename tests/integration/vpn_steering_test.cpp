@@ -478,6 +478,9 @@ TEST_F(VpnSteering, StartAfterASigkilledInstanceRemovesWhatItLeft) {
   auto tables = testing::shell("nft list tables");
   ASSERT_TRUE(tables);
   EXPECT_NE(tables->find(options_.nft_table), std::string::npos);
+  auto rules = testing::shell("ip rule");
+  ASSERT_TRUE(rules);
+  EXPECT_NE(rules->find("fwmark 0x7270 lookup 7270"), std::string::npos) << *rules;
 
   start();
   ASSERT_TRUE(steering_->stop());

@@ -5,13 +5,18 @@
 //                          intranet prefixes  prohibit metric 4000   (always: fail closed)
 //   rule  fwmark <mark> lookup <table>  priority <priority>      (IPv4 and IPv6)
 //   rule  fwmark <mark> prohibit        priority <priority + 1>
-//   nft table inet <nft_table>:
-//     route/output: socket in admitted cgroup, destination in intranet -> mark (and ct mark,
-//                   restored for packets the kernel sends for such a flow without a socket)
-//     filter/output: destination in intranet and (unmarked or not leaving via the TUN)
-//                   -> reject (tcp reset / icmp admin-prohibited); gateway and split-exclude
-//                   destinations are never touched
-//     nat/output:    admitted DNS (udp/tcp 53) -> the gateway's first DNS server
+//   nft table inet <nft_table> (chains in the order a packet meets them):
+//     nat/output -100:    admitted DNS (udp/tcp 53) -> the gateway's first DNS server
+//     route/output -90:   destination in intranet, socket in admitted cgroup -> mark and ct
+//                         mark (restored for packets the kernel sends without a socket);
+//                         only while the tunnel is up. The mark reroutes into <table>.
+//     filter/output:      unmarked toward the intranet -> refused locally (tcp reset / icmp
+//                         admin-prohibited): admitted ones while the tunnel is down or has no
+//                         IPv6, everyone else always
+//     nat/postrouting:    marked into the TUN -> masquerade to the TUN's address
+//     filter/postrouting: toward the intranet, only marked packets into the TUN leave
+//   The gateway's addresses and split-exclude prefixes are never touched.
+//   docs/vpn-steering.md has the details and the limits.
 //
 // A default-route intranet (gateway sent no split-include) cannot be rejected for everyone:
 // then admitted traffic is tunnelled and other processes keep their normal routes.
@@ -20,6 +25,10 @@
 //
 // Every object is recorded in the ledger before it is created; stop() (and cleanup of a
 // crashed instance from its ledger) removes exactly those.
+//
+// A reconnect that changes the tunnel's address: set_tunnel_down(), close the TunDevice,
+// create and configure a new one (the ledger already names it), set_tunnel_up(). A change of
+// intranet prefixes or DNS servers needs a new plan: stop() and start() again.
 #pragma once
 
 #include "core/result.h"
