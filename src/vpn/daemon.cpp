@@ -12,8 +12,8 @@
 #include "vpn/tun/tun_device.h"
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <sched.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -22,7 +22,9 @@
 #include <boost/json.hpp>
 
 #include <array>
+#include <deque>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <thread>
 
@@ -95,6 +97,55 @@ Result<ExecRuleWatcher> start_exec_watcher(const AdmittedCgroup& cgroup,
   return std::move(*started);
 }
 
+// IPv4 fragments after the first carry no ports, so the flow check cannot place them. They
+// follow the decision for the first fragment of their datagram (same source, destination,
+// protocol and identification), which the kernel writes to the TUN before the others.
+class FragmentDecisions {
+ public:
+  // The first fragment's decision for a later fragment; nullopt when `packet` is not a later
+  // IPv4 fragment. A later fragment whose first one was never seen is refused.
+  std::optional<bool> later_fragment(std::span<const uint8_t> packet) const {
+    if (!is_fragment(packet) || offset(packet) == 0) return std::nullopt;
+    auto found = decisions_.find(key(packet));
+    return found != decisions_.end() && found->second;
+  }
+
+  // Records the decision for a first fragment (offset 0, more fragments); other packets are
+  // ignored.
+  void first_fragment(std::span<const uint8_t> packet, bool pass) {
+    if (!is_fragment(packet) || offset(packet) != 0) return;
+    if (order_.size() >= kRemembered) {
+      decisions_.erase(order_.front());
+      order_.pop_front();
+    }
+    auto [entry, added] = decisions_.insert_or_assign(key(packet), pass);
+    if (added) order_.push_back(entry->first);
+  }
+
+ private:
+  static constexpr size_t kRemembered = 256;
+  using Key = std::array<uint8_t, 11>;  // source, destination, protocol, identification
+
+  static bool is_fragment(std::span<const uint8_t> packet) {
+    if (packet.size() < 20 || (packet[0] >> 4) != 4) return false;
+    return (packet[6] & 0x20) != 0 || offset(packet) != 0;  // more fragments, or an offset
+  }
+  static int offset(std::span<const uint8_t> packet) {
+    return ((packet[6] & 0x1f) << 8) | packet[7];
+  }
+  static Key key(std::span<const uint8_t> packet) {
+    Key out{};
+    std::copy(packet.begin() + 12, packet.begin() + 20, out.begin());
+    out[8] = packet[9];
+    out[9] = packet[4];
+    out[10] = packet[5];
+    return out;
+  }
+
+  std::map<Key, bool> decisions_;
+  std::deque<Key> order_;
+};
+
 class Daemon {
  public:
   Daemon(asio::io_context& io, const VpnConfig& config, const LoginSecrets& secrets,
@@ -112,6 +163,7 @@ class Daemon {
   Status open_tun(const TunnelConfig& tunnel);
   void close_tun();
   void read_tun();
+  bool pass_flow_check(std::span<const uint8_t> packet);
   void watch_exec_rules();
   void fail_kernel(const Error& error);
   void disconnect(const std::string& why);
@@ -139,6 +191,8 @@ class Daemon {
   std::array<uint8_t, 65536> tun_buffer_{};
   std::optional<asio::ip::address_v4> tun_address_;
   std::optional<FlowCheck> flow_check_;
+  FragmentDecisions fragments_;
+  uint64_t fragment_drops_ = 0;
   std::optional<ExecRuleWatcher> exec_watcher_;
   std::optional<asio::posix::stream_descriptor> exec_stream_;
   std::unique_ptr<ControlServer> control_;
@@ -232,10 +286,10 @@ Status Daemon::start() {
     log_->info("data channel={}", cstp::to_string(channel));
   };
   session_ = std::make_unique<cstp::Session>(io_, session_options(*url), std::move(callbacks));
-  log_->info("connecting gateway={} user={} instance={}", url->to_string(),
-             secrets_.credentials.username.empty() ? "<certificate>"
-                                                   : secrets_.credentials.username,
-             config_.instance);
+  log_->info(
+      "connecting gateway={} user={} instance={}", url->to_string(),
+      secrets_.credentials.username.empty() ? "<certificate>" : secrets_.credentials.username,
+      config_.instance);
   session_->start();
   return ok();
 }
@@ -303,10 +357,8 @@ Status Daemon::steer(const TunnelConfig& tunnel) {
     steering_ = std::move(*started);
     flow_check_.emplace(steering_->cgroup().id(), clock_, config_.flow_ttl);
     if (!config_.exec_rules.empty()) {
-      auto watcher = start_exec_watcher(
-          steering_->cgroup(), config_.exec_rules, [this](pid_t, const std::string&) {
-            admissions_++;
-          });
+      auto watcher = start_exec_watcher(steering_->cgroup(), config_.exec_rules,
+                                        [this](pid_t, const std::string&) { admissions_++; });
       if (!watcher) return watcher.error();
       exec_watcher_.emplace(std::move(*watcher));
       exec_stream_.emplace(io_, ::dup(exec_watcher_->fd()));
@@ -360,23 +412,31 @@ void Daemon::close_tun() {
 // The packet pump toward the gateway. Every packet read from the TUN was routed there by the
 // steering; the flow check confirms it against the socket table before it leaves.
 void Daemon::read_tun() {
-  tun_stream_->async_read_some(
-      asio::buffer(tun_buffer_), [this, stream = &*tun_stream_](boost::system::error_code ec,
-                                                               size_t size) {
-        if (ec == asio::error::operation_aborted || !tun_stream_ || &*tun_stream_ != stream) {
-          return;
-        }
-        if (ec) {
-          log_->error("tun read failed: {}", ec.message());
-          return fail_kernel(Error::make(ErrorCode::kIo, "tun {}: {}", config_.tun_name,
-                                         ec.message()));
-        }
-        std::span<const uint8_t> packet(tun_buffer_.data(), size);
-        if (flow_check_ && flow_check_->check(packet) == FlowCheck::Decision::kPass) {
-          if (!session_->send(packet)) send_failures_++;
-        }
-        read_tun();
-      });
+  tun_stream_->async_read_some(asio::buffer(tun_buffer_), [this, stream = &*tun_stream_](
+                                                              boost::system::error_code ec,
+                                                              size_t size) {
+    if (ec == asio::error::operation_aborted || !tun_stream_ || &*tun_stream_ != stream) {
+      return;
+    }
+    if (ec) {
+      log_->error("tun read failed: {}", ec.message());
+      return fail_kernel(Error::make(ErrorCode::kIo, "tun {}: {}", config_.tun_name, ec.message()));
+    }
+    std::span<const uint8_t> packet(tun_buffer_.data(), size);
+    if (pass_flow_check(packet) && !session_->send(packet)) send_failures_++;
+    read_tun();
+  });
+}
+
+bool Daemon::pass_flow_check(std::span<const uint8_t> packet) {
+  if (!flow_check_) return false;
+  if (auto decided = fragments_.later_fragment(packet)) {
+    if (!*decided) fragment_drops_++;
+    return *decided;
+  }
+  bool pass = flow_check_->check(packet) == FlowCheck::Decision::kPass;
+  fragments_.first_fragment(packet, pass);
+  return pass;
 }
 
 void Daemon::watch_exec_rules() {
@@ -422,8 +482,10 @@ void Daemon::teardown() {
   if (steering_) {
     if (auto stopped = steering_->stop(); !stopped) {
       log_->error("cleanup incomplete: {}", stopped.error().message);
-      fmt::print(stderr, "steward: vpn: cleanup incomplete: {} (run `steward vpn disconnect` to "
-                         "retry)\n", stopped.error().message);
+      fmt::print(stderr,
+                 "steward: vpn: cleanup incomplete: {} (run `steward vpn disconnect` to "
+                 "retry)\n",
+                 stopped.error().message);
       if (exit_code_ == kDaemonExitOk) exit_code_ = kDaemonExitKernel;
     }
     steering_.reset();
@@ -536,11 +598,12 @@ json::object Daemon::status() const {
     dns.emplace_back(server.to_string());
   out["dns"] = std::move(dns);
   out["routes"] = steering_ ? prefixes_json(steering_->plan().intranet) : json::array{};
-  out["channels"] = json::object{{"cstp", channel_json(counters.cstp)},
-                                 {"dtls", channel_json(counters.dtls)}};
-  json::object flow{{"drops", flow_drops_before_ + (flow_check_ ? flow_check_->dropped() : 0)},
-                    {"lookups", flow_check_ ? flow_check_->lookups() : 0},
-                    {"cached_flows", flow_check_ ? flow_check_->cached_flows() : 0}};
+  out["channels"] =
+      json::object{{"cstp", channel_json(counters.cstp)}, {"dtls", channel_json(counters.dtls)}};
+  json::object flow{
+      {"drops", flow_drops_before_ + fragment_drops_ + (flow_check_ ? flow_check_->dropped() : 0)},
+      {"lookups", flow_check_ ? flow_check_->lookups() : 0},
+      {"cached_flows", flow_check_ ? flow_check_->cached_flows() : 0}};
   out["flow_check"] = std::move(flow);
   json::array admitted;
   if (steering_) {
@@ -604,9 +667,9 @@ void Daemon::serve_http() {
   http_ = std::make_unique<http::Server>(io_, config_.status_address, config_.status_port);
   http_->route("GET", "/healthz", [this](http::Request&, http::Reply reply) {
     bool up = steering_ && steering_->tunnel_up();
-    reply(http::Response{up ? 200 : 503,
-                         json::serialize(json::object{
-                             {"state", std::string(cstp::to_string(session_->state()))}})});
+    reply(http::Response{
+        up ? 200 : 503,
+        json::serialize(json::object{{"state", std::string(cstp::to_string(session_->state()))}})});
   });
   http_->route("GET", "/v1/status", [this](http::Request&, http::Reply reply) {
     reply(http::Response{200, json::serialize(status())});
@@ -626,7 +689,7 @@ int run_vpn_daemon(const VpnConfig& config, const LoginSecrets& secrets, DaemonH
     fmt::print(stderr, "steward: vpn: {}\n", started.error().message);
     auto code = started.error().code;
     return code == ErrorCode::kInvalidArgument || code == ErrorCode::kConflict ? kDaemonExitUsage
-                                                                                : kDaemonExitGateway;
+                                                                               : kDaemonExitGateway;
   }
   io.run();
   return daemon.exit_code();

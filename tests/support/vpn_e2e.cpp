@@ -126,10 +126,10 @@ Result<std::unique_ptr<IntranetServices>> IntranetServices::start(const VpnLab& 
     return written.error();
 
   std::string http_log = lab.dir() + "/http.log";
-  auto http = VpnLab::spawn_in(ns,
-                               {kPython, "-m", "http.server", "80", "--bind",
-                                VpnLab::kIntranetAddress, "--directory", www},
-                               http_log);
+  auto http = VpnLab::spawn_in(
+      ns,
+      {kPython, "-m", "http.server", "80", "--bind", VpnLab::kIntranetAddress, "--directory", www},
+      http_log);
   if (!http) return http.error();
   services->http_ = std::move(*http);
   if (auto up = wait_listening(ns, "t", 80, services->http_, http_log); !up) return up.error();
@@ -193,8 +193,8 @@ Result<uint64_t> Capture::stop_and_count(const std::string& filter) {
 }
 
 std::string Capture::matching(const std::string& filter) const {
-  return run_command(fmt::format("tcpdump -r {} -nn {} 2>/dev/null | head -20", file_,
-                                 quote(filter)))
+  return run_command(
+             fmt::format("tcpdump -r {} -nn {} 2>/dev/null | head -20", file_, quote(filter)))
       .output;
 }
 
@@ -215,14 +215,12 @@ std::string VpnDaemonProcess::cgroup_path() const {
 }
 
 Status VpnDaemonProcess::write_files() {
-  std::string credentials =
-      options_.certificate_login
-          ? fmt::format("certificate = \"{}\"\nkey = \"{}\"\n", lab_.client_cert_file(),
-                        lab_.client_key_file())
-          : fmt::format("username = \"{}\"\npassword = \"{}\"\n", VpnLab::kUsername,
-                        VpnLab::kPassword);
-  if (auto written = write_file(dir_ + "/credentials", credentials, 0600); !written)
-    return written;
+  std::string credentials = options_.certificate_login
+                                ? fmt::format("certificate = \"{}\"\nkey = \"{}\"\n",
+                                              lab_.client_cert_file(), lab_.client_key_file())
+                                : fmt::format("username = \"{}\"\npassword = \"{}\"\n",
+                                              VpnLab::kUsername, VpnLab::kPassword);
+  if (auto written = write_file(dir_ + "/credentials", credentials, 0600); !written) return written;
   std::string config = fmt::format(
       "[vpn]\n"
       "gateway = \"{gateway}\"\n"
@@ -257,9 +255,9 @@ Status VpnDaemonProcess::write_files() {
 
 Status VpnDaemonProcess::spawn() {
   std::string binary = std::string(STEWARD_BINARY_DIR) + "/src/cli/steward";
-  auto process = VpnLab::spawn_in(lab_.client_ns(),
-                                  {binary, "vpn", "connect", "--config", dir_ + "/vpn.toml"},
-                                  dir_ + "/daemon.log");
+  auto process =
+      VpnLab::spawn_in(lab_.client_ns(), {binary, "vpn", "connect", "--config", dir_ + "/vpn.toml"},
+                       dir_ + "/daemon.log");
   if (!process) return process.error();
   process_ = std::move(*process);
   return ok();
@@ -304,7 +302,7 @@ CommandResult VpnDaemonProcess::vpn(const std::vector<std::string>& args) const 
                                     lab_.client_ns(), STEWARD_BINARY_DIR);
   for (size_t i = 0; i < args.size(); ++i) {
     command += " " + quote(args[i]);
-    if (i == 0) command += " --socket " + quote(socket());
+    if (i == 0) command += " --config " + quote(dir_ + "/vpn.toml");
   }
   return run_command(command);
 }

@@ -85,7 +85,7 @@ class VpnDaemonProcess {
   Status restart();
   pid_t pid() const { return process_.pid(); }
 
-  // `steward vpn <verb> --socket <its socket> args...` in the client namespace.
+  // `steward vpn <verb> --config <its config> args...` in the client namespace.
   CommandResult vpn(const std::vector<std::string>& args) const;
   // `steward vpn run -- sh -c <script>` in the client namespace.
   CommandResult run_admitted(const std::string& script) const;

@@ -71,19 +71,26 @@ NsProcess& NsProcess::operator=(NsProcess&& other) noexcept {
   if (this != &other) {
     if (pid_ > 0) stop(SIGKILL, std::chrono::seconds(5));
     pid_ = other.pid_;
+    exit_status_ = other.exit_status_;
     other.pid_ = -1;
   }
   return *this;
 }
 
 bool NsProcess::running() const {
-  if (pid_ <= 0) return false;
+  if (pid_ <= 0 || exit_status_) return false;
   int status = 0;
-  return waitpid(pid_, &status, WNOHANG) == 0;
+  pid_t done = waitpid(pid_, &status, WNOHANG);
+  if (done == pid_) exit_status_ = status;  // reaped here: keep what stop() would return
+  return done == 0;
 }
 
 int NsProcess::stop(int signal, std::chrono::milliseconds timeout) {
-  if (pid_ <= 0) return 0;
+  if (pid_ <= 0) return exit_status_.value_or(0);
+  if (exit_status_) {
+    pid_ = -1;
+    return *exit_status_;
+  }
   kill(pid_, signal);
   int status = 0;
   auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -97,6 +104,7 @@ int NsProcess::stop(int signal, std::chrono::milliseconds timeout) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+  exit_status_ = status;
   pid_ = -1;
   return status;
 }

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,16 +43,21 @@ class NsProcess {
   NsProcess() = default;
   explicit NsProcess(pid_t pid) : pid_(pid) {}
   ~NsProcess();
-  NsProcess(NsProcess&& other) noexcept : pid_(other.pid_) { other.pid_ = -1; }
+  NsProcess(NsProcess&& other) noexcept : pid_(other.pid_), exit_status_(other.exit_status_) {
+    other.pid_ = -1;
+  }
   NsProcess& operator=(NsProcess&& other) noexcept;
   pid_t pid() const { return pid_; }
   // Sends `signal` and waits up to `timeout` for the exit; SIGKILL after that. Returns the
   // wait status.
   int stop(int signal, std::chrono::milliseconds timeout = std::chrono::seconds(5));
   bool running() const;
+  // The wait status once running() or stop() has seen the exit.
+  std::optional<int> exit_status() const { return exit_status_; }
 
  private:
   pid_t pid_ = -1;
+  mutable std::optional<int> exit_status_;
 };
 
 class VpnLab {
