@@ -80,6 +80,7 @@ Status read_strings(const toml::table& table, VpnConfig& config) {
   text("nft_table", config.nft_table);
   text("cgroup_path", config.cgroup_path);
   text("cgroup2_fallback_mount", config.cgroup2_fallback_mount);
+  text("exec_rules_netns", config.exec_rules_netns);
   config.dtls = table["dtls"].value_or(config.dtls);
   config.ipv6 = table["ipv6"].value_or(config.ipv6);
   return ok();
@@ -110,6 +111,7 @@ Status read_vpn(const toml::table& table, VpnConfig& config, const std::string& 
                                               "cgroup_path",
                                               "cgroup2_fallback_mount",
                                               "exec_rules",
+                                              "exec_rules_netns",
                                               "reconnect_min_ms",
                                               "reconnect_max_ms",
                                               "reconnect_timeout_s",

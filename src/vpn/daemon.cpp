@@ -6,6 +6,7 @@
 #include "core/metrics.h"
 #include "vpn/control.h"
 #include "vpn/cstp/session.h"
+#include "vpn/fragments.h"
 #include "vpn/policy/admission.h"
 #include "vpn/policy/flow_check.h"
 #include "vpn/steering/steering.h"
@@ -22,6 +23,7 @@
 #include <boost/json.hpp>
 
 #include <array>
+#include <cstring>
 #include <deque>
 #include <fstream>
 #include <map>
@@ -78,73 +80,29 @@ Result<std::vector<asio::ip::address>> resolve_gateway(const cstp::GatewayUrl& u
   return addresses;
 }
 
-// The proc connector delivers exec events only in the initial network namespace; a daemon run
-// inside another one opens the watcher's socket there from a helper thread (setns is
+// The proc connector delivers exec events only in the initial network namespace. A daemon run
+// inside another one opens the watcher's socket in `netns_path` from a helper thread (setns is
 // per-thread, and the socket keeps the namespace it was created in).
 Result<ExecRuleWatcher> start_exec_watcher(const AdmittedCgroup& cgroup,
-                                           std::vector<std::string> rules,
+                                           const std::vector<std::string>& rules,
+                                           const std::string& netns_path,
                                            ExecRuleWatcher::OnAdmit on_admit) {
-  std::optional<Result<ExecRuleWatcher>> started;
+  auto here = ExecRuleWatcher::start(cgroup, rules, on_admit);
+  if (here || netns_path.empty()) return here;
+  std::optional<Result<ExecRuleWatcher>> there;
   std::thread opener([&] {
-    int initial = ::open("/proc/1/ns/net", O_RDONLY | O_CLOEXEC);
-    if (initial >= 0) {
-      (void)::setns(initial, CLONE_NEWNET);  // without the right, stay: start() says why
-      ::close(initial);
+    int netns = ::open(netns_path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (netns < 0 || ::setns(netns, CLONE_NEWNET) != 0) {
+      there.emplace(Error::make(ErrorCode::kIo, "{}; and {} cannot be entered: {}",
+                                here.error().message, netns_path, std::strerror(errno)));
+    } else {
+      there.emplace(ExecRuleWatcher::start(cgroup, rules, std::move(on_admit)));
     }
-    started.emplace(ExecRuleWatcher::start(cgroup, std::move(rules), std::move(on_admit)));
+    if (netns >= 0) ::close(netns);
   });
   opener.join();
-  return std::move(*started);
+  return std::move(*there);
 }
-
-// IPv4 fragments after the first carry no ports, so the flow check cannot place them. They
-// follow the decision for the first fragment of their datagram (same source, destination,
-// protocol and identification), which the kernel writes to the TUN before the others.
-class FragmentDecisions {
- public:
-  // The first fragment's decision for a later fragment; nullopt when `packet` is not a later
-  // IPv4 fragment. A later fragment whose first one was never seen is refused.
-  std::optional<bool> later_fragment(std::span<const uint8_t> packet) const {
-    if (!is_fragment(packet) || offset(packet) == 0) return std::nullopt;
-    auto found = decisions_.find(key(packet));
-    return found != decisions_.end() && found->second;
-  }
-
-  // Records the decision for a first fragment (offset 0, more fragments); other packets are
-  // ignored.
-  void first_fragment(std::span<const uint8_t> packet, bool pass) {
-    if (!is_fragment(packet) || offset(packet) != 0) return;
-    if (order_.size() >= kRemembered) {
-      decisions_.erase(order_.front());
-      order_.pop_front();
-    }
-    auto [entry, added] = decisions_.insert_or_assign(key(packet), pass);
-    if (added) order_.push_back(entry->first);
-  }
-
- private:
-  static constexpr size_t kRemembered = 256;
-  using Key = std::array<uint8_t, 11>;  // source, destination, protocol, identification
-
-  static bool is_fragment(std::span<const uint8_t> packet) {
-    if (packet.size() < 20 || (packet[0] >> 4) != 4) return false;
-    return (packet[6] & 0x20) != 0 || offset(packet) != 0;  // more fragments, or an offset
-  }
-  static int offset(std::span<const uint8_t> packet) {
-    return ((packet[6] & 0x1f) << 8) | packet[7];
-  }
-  static Key key(std::span<const uint8_t> packet) {
-    Key out{};
-    std::copy(packet.begin() + 12, packet.begin() + 20, out.begin());
-    out[8] = packet[9];
-    out[9] = packet[4];
-    out[10] = packet[5];
-    return out;
-  }
-
-  std::map<Key, bool> decisions_;
-  std::deque<Key> order_;
-};
 
 class Daemon {
  public:
@@ -357,8 +315,9 @@ Status Daemon::steer(const TunnelConfig& tunnel) {
     steering_ = std::move(*started);
     flow_check_.emplace(steering_->cgroup().id(), clock_, config_.flow_ttl);
     if (!config_.exec_rules.empty()) {
-      auto watcher = start_exec_watcher(steering_->cgroup(), config_.exec_rules,
-                                        [this](pid_t, const std::string&) { admissions_++; });
+      auto watcher =
+          start_exec_watcher(steering_->cgroup(), config_.exec_rules, config_.exec_rules_netns,
+                             [this](pid_t, const std::string&) { admissions_++; });
       if (!watcher) return watcher.error();
       exec_watcher_.emplace(std::move(*watcher));
       exec_stream_.emplace(io_, ::dup(exec_watcher_->fd()));

@@ -7,6 +7,7 @@
 // own daemon and, at its end, disconnects it and checks that nothing of it is left.
 #include "support/vpn_e2e.h"
 #include "support/vpn_lab.h"
+#include "vpn/cstp/tls.h"
 #include "vpn/cstp/tunnel_config.h"
 
 #include <gtest/gtest.h>
@@ -406,6 +407,98 @@ TEST_F(VpnEndToEnd, IPv6FromAnAdmittedProcessIsRejectedWhenTheGatewayIsIPv4Only)
                         "ip -6 addr del 64:ff9b::c612:102/120 dev c0");
 }
 
+TEST_F(VpnEndToEnd, CertificateLoginOpensTheTunnel) {
+  restore_gateway_ = true;
+  GatewayOptions certificate;
+  certificate.auth = GatewayOptions::Auth::kCertificate;
+  ASSERT_TRUE(lab_->restart_gateway(certificate));
+  VpnDaemonProcess::Options options;
+  options.certificate_login = true;
+  ASSERT_FALSE(connect(options).empty());
+  expect_intranet_works("certificate login");
+}
+
+TEST_F(VpnEndToEnd, APinnedKeyIsAcceptedAndAWrongPinRefused) {
+  auto pin = vpn::cstp::public_key_pin_of_certificate(lab_->server_cert_file());
+  ASSERT_TRUE(pin) << pin.error().message;
+  VpnDaemonProcess::Options options;
+  options.pin = *pin;
+  ASSERT_FALSE(connect(options).empty());
+  expect_intranet_works("pinned gateway");
+  auto done = daemon_->vpn({"disconnect"});
+  EXPECT_EQ(done.exit_code, 0) << done.output;
+  EXPECT_EQ(daemon_->wait_exit(15s), 0);
+
+  auto other = vpn::cstp::public_key_pin_of_certificate(lab_->other_ca_file());
+  ASSERT_TRUE(other);
+  options.pin = *other;
+  auto refused = VpnDaemonProcess::start(*lab_, options);
+  ASSERT_TRUE(refused) << refused.error().message;
+  daemon_ = std::move(*refused);
+  EXPECT_EQ(daemon_->wait_exit(20s), 1) << daemon_->log();
+  EXPECT_NE(daemon_->log().find("pin"), std::string::npos) << daemon_->log();
+}
+
+TEST_F(VpnEndToEnd, AnExecRuleAdmitsAProgramWhenItStarts) {
+  // A copy of curl under its own name, so that the rule matches only what this case starts.
+  std::string program = lab_->dir() + "/stw-curl";
+  fs::copy_file("/usr/bin/curl", program, fs::copy_options::overwrite_existing);
+  fs::permissions(program, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
+  VpnDaemonProcess::Options options;
+  // The daemon runs in the client namespace; the proc connector works in this process's.
+  options.extra_config = {fmt::format("exec_rules = [\"{}\"]", program),
+                          fmt::format("exec_rules_netns = \"/proc/{}/ns/net\"", ::getpid())};
+  ASSERT_FALSE(connect(options).empty());
+  auto outside = capture("exec-rule");
+  ASSERT_TRUE(outside);
+  // The exec is reported after it happened: the program's first connect may race the move,
+  // so it tries a few times (each attempt is a new socket).
+  auto fetched = daemon_->run_unadmitted(fmt::format(
+      "{} -sS --max-time 3 --retry 5 --retry-delay 0 --retry-connrefused http://{}/hello.txt",
+      program, VpnLab::kIntranetAddress));
+  EXPECT_EQ(fetched.exit_code, 0) << fetched.output << daemon_->log();
+  EXPECT_NE(fetched.output.find(IntranetServices::kHello), std::string::npos) << fetched.output;
+  // The same binary under its usual name is not admitted.
+  auto plain = daemon_->run_unadmitted(curl("hello.txt"));
+  EXPECT_NE(plain.exit_code, 0) << plain.output;
+  expect_no_leak(*outside);
+  fs::remove(program);
+}
+
+TEST_F(VpnEndToEnd, BackgroundConnectReturnsOnceTheTunnelIsUp) {
+  auto daemon = VpnDaemonProcess::start(*lab_, VpnDaemonProcess::Options{});
+  ASSERT_TRUE(daemon) << daemon.error().message;
+  daemon_ = std::move(*daemon);
+  // The foreground instance is not wanted here: stop it before the background one starts.
+  ASSERT_TRUE(daemon_->wait_connected(15s));
+  ASSERT_EQ(daemon_->vpn({"disconnect"}).exit_code, 0);
+  ASSERT_EQ(daemon_->wait_exit(15s), 0);
+
+  auto started = daemon_->start_background();
+  ASSERT_EQ(started.exit_code, 0) << started.output << daemon_->log();
+  auto at = started.output.find("daemon pid ");
+  ASSERT_NE(at, std::string::npos) << started.output;
+  pid_t pid = std::stoi(started.output.substr(at + 11));
+  auto status = daemon_->status();
+  EXPECT_TRUE(status && status->at("tunnel_up").as_bool());
+  expect_intranet_works("background daemon");
+  auto done = daemon_->vpn({"disconnect"});
+  EXPECT_EQ(done.exit_code, 0) << done.output;
+  // It is not this process's child: gone means no /proc entry, or a zombie left to init.
+  auto gone = [pid] {
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    if (!std::getline(stat, line)) return true;
+    return line.find(") Z ") != std::string::npos;
+  };
+  for (int i = 0; i < 250 && !gone(); ++i)
+    std::this_thread::sleep_for(20ms);
+  if (!gone()) {
+    ADD_FAILURE() << "the background daemon is still running after disconnect";
+    ::kill(pid, SIGKILL);
+  }
+}
+
 TEST_F(VpnEndToEnd, NothingIsLeftAfterDisconnectOrAfterSigkillAndRestart) {
   ASSERT_FALSE(connect().empty());
   expect_intranet_works("before disconnect");
@@ -418,12 +511,25 @@ TEST_F(VpnEndToEnd, NothingIsLeftAfterDisconnectOrAfterSigkillAndRestart) {
   // A crash leaves the kernel state behind; the next start removes it first.
   ASSERT_TRUE(daemon_->restart());
   ASSERT_TRUE(daemon_->wait_connected(15s));
+  auto outside = capture("sigkill");
+  ASSERT_TRUE(outside);
+  // An admitted sender keeps trying while the daemon is dead and again while it restarts.
+  std::string stop = daemon_->dir() + "/stop-sender";
+  std::thread sender([&] {
+    daemon_->run_admitted(fmt::format(
+        "while [ ! -e {} ]; do {} > /dev/null 2>&1; {} > /dev/null 2>&1; sleep 0.05; done", stop,
+        curl("hello.txt", "--max-time 1"), echo(16)));
+  });
+  std::this_thread::sleep_for(300ms);
   daemon_->kill_hard();
   EXPECT_FALSE(daemon_->leftovers().empty()) << "a SIGKILL should leave the steering in place";
-  // Fail closed meanwhile: admitted traffic has no tunnel and is refused.
+  std::this_thread::sleep_for(500ms);  // fail closed meanwhile: the leftovers refuse it all
   ASSERT_TRUE(daemon_->restart());
   auto back = daemon_->wait_connected(15s);
+  std::ofstream(stop) << "stop\n";
+  sender.join();
   ASSERT_TRUE(back) << back.error().message;
+  expect_no_leak(*outside);
   expect_intranet_works("after SIGKILL and restart");
   daemon_->kill_hard();
   // Without a daemon, `disconnect` cleans up from the ledger.

@@ -224,7 +224,7 @@ Status VpnDaemonProcess::write_files() {
   std::string config = fmt::format(
       "[vpn]\n"
       "gateway = \"{gateway}\"\n"
-      "ca_file = \"{ca}\"\n"
+      "{trust}\n"
       "credentials_file = \"{d}/credentials\"\n"
       "instance = \"e2e\"\n"
       "state_directory = \"{d}/run\"\n"
@@ -244,7 +244,11 @@ Status VpnDaemonProcess::write_files() {
       "connect_timeout_s = 5\n"
       "dtls = {dtls}\n",
       fmt::arg("gateway", lab_.gateway_url()),
-      fmt::arg("ca", options_.ca_file.empty() ? lab_.ca_file() : options_.ca_file),
+      fmt::arg("trust",
+               !options_.pin.empty()
+                   ? fmt::format("pin = \"{}\"", options_.pin)
+                   : fmt::format("ca_file = \"{}\"",
+                                 options_.ca_file.empty() ? lab_.ca_file() : options_.ca_file)),
       fmt::arg("d", dir_), fmt::arg("socket", socket()), fmt::arg("tun", kTun),
       fmt::arg("table", kTable), fmt::arg("mark", kMark), fmt::arg("nft", kNftTable),
       fmt::arg("cgroup", cgroup_path()), fmt::arg("dtls", options_.dtls ? "true" : "false"));
@@ -270,6 +274,13 @@ VpnDaemonProcess::~VpnDaemonProcess() {
 Status VpnDaemonProcess::restart() {
   if (process_.running()) process_.stop(SIGTERM, 10s);
   return spawn();
+}
+
+CommandResult VpnDaemonProcess::start_background() {
+  return run_command(
+      fmt::format("timeout 30 ip netns exec {} {}/src/cli/steward vpn connect --config {}/vpn.toml "
+                  "--background --log-file {}/daemon.log",
+                  lab_.client_ns(), STEWARD_BINARY_DIR, dir_, dir_));
 }
 
 Result<json::object> VpnDaemonProcess::status() const {
