@@ -30,10 +30,46 @@ using namespace std::chrono_literals;
 // Any packet on the outside link toward the intranet or the tunnel pools is a leak.
 constexpr const char* kLeakFilter = "dst net 198.18.2.0/24 or dst net 198.18.100.0/23";
 
+// Where the lab keeps its helper programs (set once the suite's lab exists).
+std::string& lab_dir() {
+  static std::string dir;
+  return dir;
+}
+
+// The UDP echo client of tests/support/vpn_e2e.cpp: exit 0 when `size` bytes came back.
+std::string echo_command(size_t size) {
+  return fmt::format("/usr/bin/python3 {}/echo_client.py {} 7 {}", lab_dir(),
+                     VpnLab::kIntranetAddress, size);
+}
+
 std::string curl(const std::string& path, const std::string& extra = "") {
   return fmt::format("curl -sS --max-time 3 {} http://{}/{}", extra, VpnLab::kIntranetAddress,
                      path);
 }
+
+// An admitted shell loop that tries the intranet over TCP and UDP every 50 ms until stopped,
+// so that a capture sees anything that would leak during an outage.
+class AdmittedSender {
+ public:
+  explicit AdmittedSender(const VpnDaemonProcess& daemon)
+      : stop_file_(daemon.dir() + "/stop-sender") {
+    std::filesystem::remove(stop_file_);
+    std::string script = fmt::format(
+        "while [ ! -e {} ]; do {} > /dev/null 2>&1; {} > /dev/null 2>&1; sleep 0.05; done",
+        stop_file_, curl("hello.txt", "--max-time 1"), echo_command(16));
+    thread_ = std::thread([&daemon, script] { daemon.run_admitted(script); });
+  }
+  ~AdmittedSender() { stop(); }
+  void stop() {
+    if (!thread_.joinable()) return;
+    std::ofstream(stop_file_) << "stop\n";
+    thread_.join();
+  }
+
+ private:
+  std::string stop_file_;
+  std::thread thread_;
+};
 
 class VpnEndToEnd : public ::testing::Test {
  protected:
@@ -41,6 +77,7 @@ class VpnEndToEnd : public ::testing::Test {
     auto lab = VpnLab::create();
     ASSERT_TRUE(lab) << lab.error().message;
     lab_ = std::move(*lab);
+    lab_dir() = lab_->dir();
     auto started = lab_->start_gateway(GatewayOptions{});
     ASSERT_TRUE(started) << started.error().message;
     auto services = IntranetServices::start(*lab_);
@@ -117,10 +154,7 @@ class VpnEndToEnd : public ::testing::Test {
     return status.at(key).to_number<uint64_t>();
   }
 
-  static std::string echo(size_t size) {
-    return fmt::format("/usr/bin/python3 {}/echo_client.py {} 7 {}", lab_->dir(),
-                       VpnLab::kIntranetAddress, size);
-  }
+  static std::string echo(size_t size) { return echo_command(size); }
 
   static inline std::unique_ptr<VpnLab> lab_;
   static inline std::unique_ptr<IntranetServices> services_;
@@ -228,12 +262,7 @@ TEST_F(VpnEndToEnd, GatewayRestartBringsTheTunnelBackWithANewLoginAndLeaksNothin
   auto outside = capture("restart");
   ASSERT_TRUE(outside);
   // An admitted sender that keeps trying the intranet while the gateway is away.
-  std::string stop = daemon_->dir() + "/stop-sender";
-  std::thread sender([&] {
-    daemon_->run_admitted(fmt::format(
-        "while [ ! -e {} ]; do {} > /dev/null 2>&1; {} > /dev/null 2>&1; sleep 0.05; done", stop,
-        curl("hello.txt", "--max-time 1"), echo(16)));
-  });
+  AdmittedSender sender(*daemon_);
   auto stopped = lab_->stop_gateway();
   ASSERT_TRUE(stopped) << stopped.error().message;
   auto lost = daemon_->wait_status(
@@ -249,8 +278,7 @@ TEST_F(VpnEndToEnd, GatewayRestartBringsTheTunnelBackWithANewLoginAndLeaksNothin
                number(now, "reconnects") >= 1;
       },
       30s, "reconnected");
-  std::ofstream(stop) << "stop\n";
-  sender.join();
+  sender.stop();
   ASSERT_TRUE(back) << back.error().message << lab_->gateway_log();
   // The new ocserv does not know the old cookie: the daemon logged in again.
   EXPECT_GE(number(*back, "reauthentications"), 1u);
@@ -514,20 +542,14 @@ TEST_F(VpnEndToEnd, NothingIsLeftAfterDisconnectOrAfterSigkillAndRestart) {
   auto outside = capture("sigkill");
   ASSERT_TRUE(outside);
   // An admitted sender keeps trying while the daemon is dead and again while it restarts.
-  std::string stop = daemon_->dir() + "/stop-sender";
-  std::thread sender([&] {
-    daemon_->run_admitted(fmt::format(
-        "while [ ! -e {} ]; do {} > /dev/null 2>&1; {} > /dev/null 2>&1; sleep 0.05; done", stop,
-        curl("hello.txt", "--max-time 1"), echo(16)));
-  });
+  AdmittedSender sender(*daemon_);
   std::this_thread::sleep_for(300ms);
   daemon_->kill_hard();
   EXPECT_FALSE(daemon_->leftovers().empty()) << "a SIGKILL should leave the steering in place";
   std::this_thread::sleep_for(500ms);  // fail closed meanwhile: the leftovers refuse it all
   ASSERT_TRUE(daemon_->restart());
   auto back = daemon_->wait_connected(15s);
-  std::ofstream(stop) << "stop\n";
-  sender.join();
+  sender.stop();
   ASSERT_TRUE(back) << back.error().message;
   expect_no_leak(*outside);
   expect_intranet_works("after SIGKILL and restart");
