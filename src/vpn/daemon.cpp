@@ -345,7 +345,11 @@ Status Daemon::open_tun(const TunnelConfig& tunnel) {
   entry.name = config_.tun_name;
   if (auto recorded = steering_->ledger().record(entry); !recorded) return recorded;
   auto tun = TunDevice::create(config_.tun_name);
-  if (!tun) return tun.error().wrap("tun device " + config_.tun_name);
+  if (!tun) {
+    // A link of that name that is not ours must survive our cleanup.
+    if (tun.error().code == ErrorCode::kAlreadyExists) (void)steering_->ledger().forget_last();
+    return tun.error().wrap("tun device " + config_.tun_name);
+  }
   tun_.emplace(std::move(*tun));
   if (auto configured = tun_->configure(tunnel); !configured) {
     return configured.error().wrap("tun device " + config_.tun_name);

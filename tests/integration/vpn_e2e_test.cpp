@@ -227,22 +227,37 @@ TEST_F(VpnEndToEnd, AdmitPidLetsTheRunningProcessOpenNewConnections) {
   ASSERT_FALSE(connect().empty());
   std::string go = daemon_->dir() + "/go";
   std::string out = daemon_->dir() + "/admitted.out";
-  // Unadmitted at first: it proves that with a refused connection, then waits for the test.
+  // Unadmitted at first: it proves that with a refused connection, opens a UDP socket toward
+  // the intranet and a TCP connection to the gateway host (both stay unadmitted), then waits.
   std::string script = fmt::format(
-      "{} > /dev/null 2>&1 && echo early-success > {out}; echo $$ > {dir}/pid; "
+      "{} > /dev/null 2>&1 && echo early-success > {out}; "
+      "exec 3<>/dev/udp/{intranet}/7; exec 4<>/dev/tcp/{gateway}/{port}; echo $$ > {dir}/pid; "
       "while [ ! -e {go} ]; do sleep 0.05; done; {} >> {out} 2>&1",
       curl("hello.txt"), curl("hello.txt"), fmt::arg("out", out), fmt::arg("go", go),
-      fmt::arg("dir", daemon_->dir()));
-  std::thread runner([&] { daemon_->run_unadmitted(script); });
+      fmt::arg("dir", daemon_->dir()), fmt::arg("intranet", VpnLab::kIntranetAddress),
+      fmt::arg("gateway", VpnLab::kGatewayOutside), fmt::arg("port", lab_->gateway_port()));
+  std::string script_file = daemon_->dir() + "/admit-me.sh";
+  std::ofstream(script_file) << script << "\n";
+  std::thread runner([&] { daemon_->run_unadmitted("bash " + script_file); });
   std::string pid;
   for (int i = 0; i < 200 && pid.empty(); ++i) {
     std::this_thread::sleep_for(25ms);
     std::ifstream(daemon_->dir() + "/pid") >> pid;
   }
-  ASSERT_FALSE(pid.empty());
-  auto admitted = daemon_->vpn({"admit", pid});
+  if (pid.empty()) {
+    std::ofstream(go) << "go\n";
+    runner.join();
+    FAIL() << "the process to admit did not start";
+  }
+  auto admitted = daemon_->vpn({"admit", pid, "--close-existing"});
   EXPECT_EQ(admitted.exit_code, 0) << admitted.output;
   EXPECT_NE(admitted.output.find("admitted pid " + pid), std::string::npos) << admitted.output;
+  // The sockets it opened before are listed; the TCP one is closed on request.
+  EXPECT_NE(admitted.output.find("2 socket(s) opened before admission"), std::string::npos)
+      << admitted.output;
+  EXPECT_NE(admitted.output.find(fmt::format("{}:7", VpnLab::kIntranetAddress)), std::string::npos)
+      << admitted.output;
+  EXPECT_NE(admitted.output.find("closed 1 of them"), std::string::npos) << admitted.output;
   std::ofstream(go) << "go\n";
   runner.join();
   std::string result;
@@ -525,6 +540,26 @@ TEST_F(VpnEndToEnd, BackgroundConnectReturnsOnceTheTunnelIsUp) {
     ADD_FAILURE() << "the background daemon is still running after disconnect";
     ::kill(pid, SIGKILL);
   }
+}
+
+TEST_F(VpnEndToEnd, ALinkInTheWayIsNamedAndLeftAloneAndNothingElseRemains) {
+  // Someone else's link has the TUN's name: the daemon must say so, exit 4, and remove only
+  // what it created itself.
+  ASSERT_TRUE(VpnLab::exec_in(lab_->client_ns(),
+                              fmt::format("ip tuntap add {} mode tun", VpnDaemonProcess::kTun)));
+  auto daemon = VpnDaemonProcess::start(*lab_, VpnDaemonProcess::Options{});
+  ASSERT_TRUE(daemon) << daemon.error().message;
+  daemon_ = std::move(*daemon);
+  EXPECT_EQ(daemon_->wait_exit(20s), 4) << daemon_->log();
+  EXPECT_NE(daemon_->log().find(fmt::format("cannot set up the kernel side: tun device {}",
+                                            VpnDaemonProcess::kTun)),
+            std::string::npos)
+      << daemon_->log();
+  auto left = daemon_->leftovers();
+  ASSERT_EQ(left.size(), 1u) << fmt::format("{}", fmt::join(left, "\n"));
+  EXPECT_EQ(left[0], std::string("tun ") + VpnDaemonProcess::kTun);
+  ASSERT_TRUE(VpnLab::exec_in(lab_->client_ns(),
+                              fmt::format("ip tuntap del {} mode tun", VpnDaemonProcess::kTun)));
 }
 
 TEST_F(VpnEndToEnd, NothingIsLeftAfterDisconnectOrAfterSigkillAndRestart) {
