@@ -286,8 +286,8 @@ Status VpnLab::write_gateway_config(const GatewayOptions& options) {
       "max-ban-score = 0\n"
       "cookie-timeout = {cookie}\n"
       "deny-roaming = false\n"
-      "rekey-time = 172800\n"
-      "rekey-method = ssl\n"
+      "rekey-time = {rekey}\n"
+      "rekey-method = {rekey_method}\n"
       "device = vpns\n"
       "predictable-ips = true\n"
       "default-domain = {domain}\n"
@@ -302,6 +302,7 @@ Status VpnLab::write_gateway_config(const GatewayOptions& options) {
       fmt::arg("udp", options.dtls ? fmt::format("udp-port = {}\n", port_) : std::string()),
       fmt::arg("d", d), fmt::arg("keepalive", options.keepalive_seconds),
       fmt::arg("dpd", options.dpd_seconds), fmt::arg("cookie", options.cookie_timeout_seconds),
+      fmt::arg("rekey", options.rekey_seconds), fmt::arg("rekey_method", options.rekey_method),
       fmt::arg("domain", kDomain), fmt::arg("pool", pool), fmt::arg("dns", kIntranetAddress),
       fmt::arg("route", options.split_include ? "route = 198.18.2.0/255.255.255.0\n" : ""));
   return write_file(d + "/ocserv.conf", config);
