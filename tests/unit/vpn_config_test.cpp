@@ -108,8 +108,8 @@ TEST_F(VpnCredentialsFile, PasswordOrCertificateFromAPrivateFile) {
 }
 
 TEST_F(VpnCredentialsFile, AFileOthersCanReadIsRefusedAndTheSecretIsNotRepeated) {
-  auto open = load_credentials_file(
-      write("p", "username = \"alice\"\npassword = \"s3cret\"\n", 0644));
+  auto open =
+      load_credentials_file(write("p", "username = \"alice\"\npassword = \"s3cret\"\n", 0644));
   ASSERT_FALSE(open);
   EXPECT_NE(open.error().message.find("chmod 600"), std::string::npos) << open.error().message;
   auto broken = load_credentials_file(write("b", "username = \"alice\"\npassword = s3cret\n"));
@@ -137,7 +137,7 @@ std::vector<uint8_t> fragment(uint16_t id, int offset, bool more, uint8_t last_o
 
 TEST(VpnFragments, LaterFragmentsFollowTheirFirstFragment) {
   FragmentDecisions decisions;
-  EXPECT_FALSE(decisions.later_fragment(fragment(7, 0, true)).has_value());  // a first one
+  EXPECT_FALSE(decisions.later_fragment(fragment(7, 0, true)).has_value());   // a first one
   EXPECT_FALSE(decisions.later_fragment(fragment(7, 0, false)).has_value());  // no fragment
   decisions.first_fragment(fragment(7, 0, true), true);
   decisions.first_fragment(fragment(8, 0, true), false);
