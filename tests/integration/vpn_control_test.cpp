@@ -8,10 +8,10 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/streambuf.hpp>
 #include <boost/asio/write.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/json.hpp>
 
 #include <sys/stat.h>
@@ -37,7 +37,8 @@ class VpnControl : public ::testing::Test {
     dir_ = pattern;
     ::chmod(dir_.c_str(), 0755);
     server_ = std::make_unique<ControlServer>(
-        io_, path(), [this](const Peer& peer, const json::object& request, ControlServer::Reply reply) {
+        io_, path(),
+        [this](const Peer& peer, const json::object& request, ControlServer::Reply reply) {
           last_peer_ = peer;
           reply(json::object{{"ok", true}, {"op", request.at("op")}});
         });
@@ -95,7 +96,8 @@ TEST_F(VpnControl, AnotherUidIsRefusedByItsCredentialsNotOnlyByTheFileMode) {
 
 TEST_F(VpnControl, ASecondServerDoesNotStealTheSocketOfALiveOne) {
   boost::asio::io_context other;
-  ControlServer second(other, path(), [](const Peer&, const json::object&, ControlServer::Reply) {});
+  ControlServer second(other, path(),
+                       [](const Peer&, const json::object&, ControlServer::Reply) {});
   auto started = second.start();
   ASSERT_FALSE(started);
   EXPECT_EQ(started.error().code, ErrorCode::kConflict);
@@ -110,7 +112,8 @@ TEST_F(VpnControl, ARequestThatIsNotJsonGetsAnErrorAndNoDaemonMeansUnavailable) 
   boost::asio::streambuf answer;
   boost::system::error_code ec;
   boost::asio::read_until(raw, answer, '\n', ec);
-  std::string text(boost::asio::buffers_begin(answer.data()), boost::asio::buffers_end(answer.data()));
+  std::string text(boost::asio::buffers_begin(answer.data()),
+                   boost::asio::buffers_end(answer.data()));
   EXPECT_NE(text.find("\"ok\":false"), std::string::npos) << text;
   EXPECT_NE(text.find("one JSON object"), std::string::npos) << text;
 
