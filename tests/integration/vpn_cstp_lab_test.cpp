@@ -17,8 +17,8 @@ TEST(VpnLab, StartsOcservAndRemovesEverythingOnTeardown) {
     auto started = (*lab)->start_gateway();
     ASSERT_TRUE(started) << started.error().message;
     auto reached = VpnLab::exec_in(
-        (*lab)->client_ns(),
-        fmt::format("timeout 5 bash -c \"exec 3<>/dev/tcp/198.18.1.1/{}\"", (*lab)->gateway_port()));
+        (*lab)->client_ns(), fmt::format("timeout 5 bash -c \"exec 3<>/dev/tcp/198.18.1.1/{}\"",
+                                         (*lab)->gateway_port()));
     EXPECT_TRUE(reached) << reached.error().message;
     auto restarted = (*lab)->restart_gateway({});
     ASSERT_TRUE(restarted) << restarted.error().message;
@@ -27,7 +27,8 @@ TEST(VpnLab, StartsOcservAndRemovesEverythingOnTeardown) {
   ASSERT_NE(pipe, nullptr);
   char line[256];
   std::string all;
-  while (fgets(line, sizeof(line), pipe)) all += line;
+  while (fgets(line, sizeof(line), pipe))
+    all += line;
   pclose(pipe);
   EXPECT_EQ(all.find(client_ns), std::string::npos) << all;
 }

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -429,6 +430,8 @@ Result<NsProcess> VpnLab::spawn_in(const std::string& ns, const std::vector<std:
       dup2(out, 2);
     }
     setpgid(0, 0);
+    // A test killed by a timeout takes its peers with it.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     execv(args[0], args.data());
     _exit(127);
   }

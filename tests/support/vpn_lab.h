@@ -7,6 +7,10 @@
 //   tunnel pool 198.18.100.0/24 (198.18.101.0/24 with GatewayOptions::other_pool),
 //   split-include 198.18.2.0/24, DNS 198.18.2.2, default domain intranet.test
 //
+// Names carry the PID of the test process ("stw-gw-<pid>-<n>"); a test killed before its
+// destructor ran leaves namespaces whose <pid> is gone (its peers die with it), and only those
+// may be deleted by hand.
+//
 // Daemon and end-to-end tests reuse it: they start their own peers inside the namespaces with
 // run_in() / spawn_in(), and Steward's TUN and steering in the client namespace.
 #pragma once
@@ -119,7 +123,9 @@ class VpnLab {
   // Runs a shell command in namespace `ns` (`ip netns exec`); returns its output or an error
   // with the output and exit status.
   static Result<std::string> exec_in(const std::string& ns, const std::string& command);
-  // Starts `argv` in namespace `ns` (via `ip netns exec`), output to `log_file`.
+  // Starts `argv` in namespace `ns` (via `ip netns exec`), output to `log_file`. The child gets
+  // SIGKILL when the calling thread ends: call it (and start_gateway) from a thread that lives as
+  // long as the process should, such as the test's own thread.
   static Result<NsProcess> spawn_in(const std::string& ns, const std::vector<std::string>& argv,
                                     const std::string& log_file);
 

@@ -44,7 +44,8 @@ TunnelConfig parse(std::string_view text) {
 }
 
 Error parse_error(std::string_view headers) {
-  std::string text = "HTTP/1.1 200 CONNECTED\r\nX-CSTP-Address: 198.18.100.2\r\nX-CSTP-MTU: 1300\r\n";
+  std::string text =
+      "HTTP/1.1 200 CONNECTED\r\nX-CSTP-Address: 198.18.100.2\r\nX-CSTP-MTU: 1300\r\n";
   text += headers;
   auto head = parse_http_head(text);
   EXPECT_TRUE(head);
@@ -84,8 +85,9 @@ TEST(ConnectReply, EveryHeaderOfAnOcservReplyIsParsed) {
 }
 
 TEST(ConnectReply, NoSplitIncludeMeansEverythingThroughTheTunnel) {
-  auto config = parse("HTTP/1.1 200 CONNECTED\r\nX-CSTP-Address: 198.18.100.2\r\n"
-                      "X-CSTP-MTU: 1300\r\n\r\n");
+  auto config = parse(
+      "HTTP/1.1 200 CONNECTED\r\nX-CSTP-Address: 198.18.100.2\r\n"
+      "X-CSTP-MTU: 1300\r\n\r\n");
   EXPECT_TRUE(config.split_include.empty());
   auto prefixes = config.intranet_prefixes();
   ASSERT_EQ(prefixes.size(), 1u);
@@ -107,8 +109,7 @@ TEST(ConnectReply, MissingAddressOrMtuIsAnError) {
 }
 
 TEST(ConnectReply, BadValuesAreErrorsNamingTheHeader) {
-  EXPECT_NE(parse_error("X-CSTP-DNS: not-an-ip\r\n").message.find("X-CSTP-DNS"),
-            std::string::npos);
+  EXPECT_NE(parse_error("X-CSTP-DNS: not-an-ip\r\n").message.find("X-CSTP-DNS"), std::string::npos);
   EXPECT_NE(parse_error("X-CSTP-MTU: 99999\r\n").message.find("X-CSTP-MTU"), std::string::npos);
   EXPECT_NE(parse_error("X-CSTP-MTU: 12ab\r\n").message.find("not a number"), std::string::npos);
   EXPECT_NE(parse_error("X-CSTP-Netmask: 255.0.255.0\r\n").message.find("X-CSTP-Netmask"),
@@ -117,8 +118,7 @@ TEST(ConnectReply, BadValuesAreErrorsNamingTheHeader) {
             std::string::npos);
   EXPECT_NE(parse_error("X-CSTP-DPD: -5\r\n").message.find("X-CSTP-DPD"), std::string::npos);
   EXPECT_NE(parse_error("X-DTLS-Port: 0\r\n").message.find("X-DTLS-Port"), std::string::npos);
-  EXPECT_NE(parse_error("X-DTLS-App-ID: xyz\r\n").message.find("X-DTLS-App-ID"),
-            std::string::npos);
+  EXPECT_NE(parse_error("X-DTLS-App-ID: xyz\r\n").message.find("X-DTLS-App-ID"), std::string::npos);
   EXPECT_NE(parse_error("X-CSTP-Address-IP6: 198.18.1.1/64\r\n").message.find("IPv6"),
             std::string::npos);
 }

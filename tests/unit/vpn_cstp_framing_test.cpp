@@ -10,7 +10,8 @@ struct Received {
   std::vector<uint8_t> payload;
 };
 
-std::vector<Received> feed_all(FrameParser& parser, std::span<const uint8_t> bytes, Status* status) {
+std::vector<Received> feed_all(FrameParser& parser, std::span<const uint8_t> bytes,
+                               Status* status) {
   std::vector<Received> frames;
   *status = parser.feed(bytes, [&](const FrameView& frame) {
     frames.push_back({frame.type, {frame.payload.begin(), frame.payload.end()}});
@@ -28,9 +29,9 @@ TEST(CstpFraming, EncodesHeaderAsOnTheWire) {
 }
 
 TEST(CstpFraming, EveryTypeRoundTrips) {
-  for (auto type : {FrameType::kData, FrameType::kDpdRequest, FrameType::kDpdResponse,
-                    FrameType::kDisconnect, FrameType::kKeepalive, FrameType::kCompressed,
-                    FrameType::kTerminate}) {
+  for (auto type :
+       {FrameType::kData, FrameType::kDpdRequest, FrameType::kDpdResponse, FrameType::kDisconnect,
+        FrameType::kKeepalive, FrameType::kCompressed, FrameType::kTerminate}) {
     std::vector<uint8_t> payload(static_cast<size_t>(type) * 100, 0x5a);
     FrameParser parser;
     Status status;
