@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,7 +37,8 @@ struct GatewayOptions {
   int dpd_seconds = 2;  // dpd / mobile-dpd
   int keepalive_seconds = 10;
   int cookie_timeout_seconds = 60;
-  bool other_pool = false;  // hand out 198.18.101.0/24 instead of 198.18.100.0/24
+  bool other_pool = false;    // hand out 198.18.101.0/24 instead of 198.18.100.0/24
+  bool split_include = true;  // false: no route sent, the gateway takes all traffic
   int rekey_seconds = 172800;
   std::string rekey_method = "ssl";  // or "new-tunnel": the client reconnects after rekey_seconds
 };
@@ -47,16 +49,21 @@ class NsProcess {
   NsProcess() = default;
   explicit NsProcess(pid_t pid) : pid_(pid) {}
   ~NsProcess();
-  NsProcess(NsProcess&& other) noexcept : pid_(other.pid_) { other.pid_ = -1; }
+  NsProcess(NsProcess&& other) noexcept : pid_(other.pid_), exit_status_(other.exit_status_) {
+    other.pid_ = -1;
+  }
   NsProcess& operator=(NsProcess&& other) noexcept;
   pid_t pid() const { return pid_; }
   // Sends `signal` and waits up to `timeout` for the exit; SIGKILL after that. Returns the
   // wait status.
   int stop(int signal, std::chrono::milliseconds timeout = std::chrono::seconds(5));
   bool running() const;
+  // The wait status once running() or stop() has seen the exit.
+  std::optional<int> exit_status() const { return exit_status_; }
 
  private:
   pid_t pid_ = -1;
+  mutable std::optional<int> exit_status_;
 };
 
 class VpnLab {
