@@ -1,0 +1,214 @@
+"""VPN benchmark: Steward against openconnect + vpnc-script, same namespaces, same ocserv, one run.
+
+Run through bench/run-vpn.sh, which owns the work directory and cleans it up.
+  1. the lab: client, gateway and intranet namespaces, ocserv (password login, DTLS offered),
+     an HTTP server, an iperf3 server and a UDP echo in the intranet namespace;
+  2. `--rounds` rounds, each over CSTP only (DTLS datagrams dropped at the gateway, openconnect
+     also told --no-dtls) and then with DTLS: for openconnect, Steward (only the measured
+     process admitted) and Steward admitting everything, one after the other: connect, iperf3
+     up (and down), UDP round trips, disconnect;
+  3. startup: connect command -> first intranet HTTP answer, `--startups` times each,
+     interleaved;
+  4. docs/benchmarks.md, section "## VPN" (unless a diagnostic option says otherwise).
+"""
+
+import argparse
+import hashlib
+import os
+import signal
+import sys
+import time
+
+from storm import procs
+from storm import report as storm_report
+
+from . import lab as lab_
+from . import measure, openconnect, report
+
+TRANSPORTS = ("cstp", "dtls")
+
+
+class Run:
+    def __init__(self, args):
+        self.args = args
+        self.processes = procs.Processes()
+        self.started = time.monotonic()
+        self.lab = None
+        self.results = {"throughput": {}, "latency": {}, "startup": {}, "notes": []}
+
+    def progress(self, text):
+        print("[{:6.1f}s] {}".format(time.monotonic() - self.started, text), flush=True)
+
+    def systems(self):
+        """(name, factory(dtls, label)) of every system measured, in the order they run."""
+        systems = [("openconnect", lambda dtls, label: openconnect.OpenConnect(
+            self.processes, self.lab, dtls, label))]
+        if self.args.steward:
+            from . import steward
+            systems.append(("steward", lambda dtls, label: steward.Steward(
+                self.processes, self.lab, self.args.steward, dtls, label, admit_all=False)))
+            if steward.admit_all_flags(self.args.steward) is not None:
+                systems.append(("steward-all", lambda dtls, label: steward.Steward(
+                    self.processes, self.lab, self.args.steward, dtls, label, admit_all=True)))
+            elif not self.results["notes"]:
+                self.results["notes"].append(
+                    "Not measured: Steward admitting everything (this `steward vpn connect` "
+                    "has no option for it), so neither the cost of per-process admission.")
+        return systems
+
+    def setup(self):
+        self.lab = lab_.Lab(self.processes, self.args.work_dir, self.args.python,
+                            self.args.bench_dir)
+        self.progress("lab: namespaces {}, {}, {}".format(
+            self.lab.client_ns, self.lab.gateway_ns, self.lab.intranet_ns))
+        self.lab.create()
+        self.lab.start_gateway()
+        self.lab.start_intranet()
+        if not self.lab.intranet_unreachable_directly():
+            raise RuntimeError("the client namespace reaches the intranet without a tunnel")
+        self.progress("lab: ocserv listens on {}, intranet services up, no direct route".format(
+            self.lab.gateway_url))
+
+    def throughput_round(self, round_):
+        for transport in TRANSPORTS:
+            dtls = transport == "dtls"
+            if not dtls:
+                self.lab.block_dtls(True)
+            try:
+                for name, make in self.systems():
+                    if self.args.only and name not in self.args.only:
+                        continue
+                    self.one_system(name, make, transport, round_)
+            finally:
+                if not dtls:
+                    self.lab.block_dtls(False)
+
+    def one_system(self, name, make, transport, round_):
+        label = "{}-{}-{}".format(name, transport, round_ + 1)
+        client = make(transport == "dtls", label)
+        self.progress("{}: connecting".format(label))
+        client.connect()
+        try:
+            figures = {}
+            directions = ["up", "down"] if self.args.reverse else ["up"]
+            for direction in directions:
+                f = measure.iperf(self.lab, client, self.args.seconds, direction == "down")
+                self.check_channel(label, transport, f)
+                figures[direction] = f
+                self.progress("{}: iperf3 {} {:.2f} Gbit/s, retransmits {}, client CPU {}, "
+                              "gateway CPU {:.0f}%, bytes cstp/dtls {}/{}".format(
+                                  label, direction, f["gbps"], f["retransmits"],
+                                  ", ".join("{} {:.0f}% (waited {:.0f}%)".format(
+                                      k, v, f["waited_percent"][k])
+                                      for k, v in f["cpu_percent"].items()),
+                                  f["gateway_cpu_percent"], f["channel_bytes"]["cstp"],
+                                  f["channel_bytes"]["dtls"]))
+            self.results["throughput"].setdefault((name, transport), []).append(figures)
+            ping = measure.udp_ping(self.lab, client, self.args.pings)
+            self.results["latency"].setdefault((name, transport), []).append(ping)
+            self.progress("{}: UDP round trips p50 {:.0f} us, p99 {:.0f} us, lost {}".format(
+                label, ping["p50_us"], ping["p99_us"], ping["lost"]))
+        finally:
+            client.disconnect()
+
+    def check_channel(self, label, transport, figures):
+        """The data went over the channel the row claims (counted at the gateway)."""
+        cstp, dtls = figures["channel_bytes"]["cstp"], figures["channel_bytes"]["dtls"]
+        carried = cstp + dtls
+        if transport == "cstp" and dtls > 0:
+            raise RuntimeError("{}: {} bytes reached ocserv over UDP with DTLS blocked".format(
+                label, dtls))
+        if transport == "dtls" and dtls < 0.9 * carried:
+            raise RuntimeError("{}: only {} of {} bytes went over DTLS".format(
+                label, dtls, carried))
+
+    def startup_phase(self):
+        systems = [name for name, _ in self.systems() if name != "steward-all"]
+        if self.args.only:
+            systems = [s for s in systems if s in self.args.only]
+        for rep in range(self.args.startups):
+            for name in systems:
+                log = self.lab.path("startup-{}-{}.log".format(name, rep + 1))
+                if name == "openconnect":
+                    connect, attempt, teardown, exits = openconnect.startup_commands(
+                        self.lab, dtls=True)
+                    stdin_path = self.lab.path("password")
+                else:
+                    from . import steward
+                    connect, attempt, teardown, exits, stdin_path = steward.startup_commands(
+                        self.lab, self.args.steward, "startup-{}".format(rep + 1))
+                result = measure.startup(self.lab, name, connect, attempt, teardown, exits,
+                                         stdin_path, log)
+                self.results["startup"].setdefault(name, []).append(result)
+                self.progress("startup {} #{}: {:.3f} s ({} attempts)".format(
+                    name, rep + 1, result["seconds"], result["attempts"]))
+                self.wait_clean(name)
+
+    def wait_clean(self, name):
+        """The next repetition starts from a client namespace without the previous tunnel."""
+        procs.wait_for(lambda: lab_.INTRANET_PREFIX not in procs.run(self.lab.exec_in(
+            self.lab.client_ns, ["ip", "-4", "route", "show"])), 10,
+            "{}'s routes to go".format(name), step=0.05)
+
+
+def resolv_digest():
+    with open("/etc/resolv.conf", "rb") as resolv:
+        return hashlib.sha256(resolv.read()).hexdigest()
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(prog="run-vpn.sh", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work-dir", required=True)
+    parser.add_argument("--bench-dir", required=True, help="bench/, the probes' PYTHONPATH")
+    parser.add_argument("--python", default="/usr/bin/python3")
+    parser.add_argument("--steward", help="the steward binary (without it: openconnect only, "
+                        "docs/benchmarks.md untouched)")
+    parser.add_argument("--doc", required=True, help="docs/benchmarks.md")
+    parser.add_argument("--command", required=True, help="the command line, for the doc")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--seconds", type=int, default=10, help="iperf3 -t")
+    parser.add_argument("--no-reverse", dest="reverse", action="store_false",
+                        help="iperf3 client -> server only (no -R run)")
+    parser.add_argument("--pings", type=int, default=2000, help="UDP round trips per system")
+    parser.add_argument("--startups", type=int, default=7)
+    parser.add_argument("--only", action="append",
+                        help="diagnostics: only this system (openconnect, steward, "
+                        "steward-all); docs/benchmarks.md untouched")
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    run = Run(args)
+    resolv_before = resolv_digest()
+    try:
+        run.results["machine"] = storm_report.machine()
+        run.setup()
+        for round_ in range(args.rounds):
+            run.progress("round {} of {}".format(round_ + 1, args.rounds))
+            run.throughput_round(round_)
+        run.startup_phase()
+    finally:
+        if run.lab is not None:
+            run.lab.destroy()
+        run.processes.stop_all()
+        resolv_kept = resolv_digest() == resolv_before
+        if not resolv_kept:
+            print("run-vpn: the host's /etc/resolv.conf changed during the run", file=sys.stderr)
+    if not resolv_kept:
+        sys.exit(1)
+    run.progress("lab removed; the host's /etc/resolv.conf is unchanged")
+    text = report.render(args, run.results)
+    if args.steward and not args.only:
+        storm_report.replace_section(args.doc, text, report.SECTION)
+        print(text)
+        run.progress("wrote {}".format(args.doc))
+    else:
+        print(text)
+        run.progress("diagnostic run: {} untouched".format(args.doc))
+
+
+if __name__ == "__main__":
+    main()

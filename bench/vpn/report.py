@@ -1,0 +1,151 @@
+"""Figures and the docs/benchmarks.md section of the VPN benchmark."""
+
+import statistics
+
+from storm import report as storm_report
+
+from . import lab as lab_
+
+SECTION = "## VPN"
+
+NAMES = {"openconnect": "openconnect 9.01 + vpnc-script",
+         "steward": "Steward, only the measured process admitted (`steward vpn run --`)",
+         "steward-all": "Steward admitting everything"}
+CHANNELS = {"cstp": "CSTP only", "dtls": "DTLS"}
+
+
+def _median_by(rows, key):
+    ordered = sorted(rows, key=key)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def throughput(results, system, transport, direction):
+    """The median round's figures of one direction, or None when not measured."""
+    rounds = [r[direction] for r in results["throughput"].get((system, transport), [])
+              if direction in r]
+    return _median_by(rounds, lambda f: f["gbps"]) if rounds else None
+
+
+def _gbps(results, system, transport, direction):
+    rounds = [r[direction] for r in results["throughput"].get((system, transport), [])
+              if direction in r]
+    if not rounds:
+        return "-"
+    median = _median_by(rounds, lambda f: f["gbps"])["gbps"]
+    if len(rounds) == 1:
+        return "{:.2f}".format(median)
+    return "{:.2f} ({})".format(median, ", ".join("{:.2f}".format(f["gbps"]) for f in rounds))
+
+
+def _cpu(figures):
+    if figures is None:
+        return "-"
+    parts = ["{} {:.0f} (waited {:.0f})".format(name, value, figures["waited_percent"][name])
+             for name, value in figures["cpu_percent"].items()]
+    parts.append("ocserv {:.0f}".format(figures["gateway_cpu_percent"]))
+    return ", ".join(parts)
+
+
+def _latency(results, system, transport):
+    rounds = results["latency"].get((system, transport), [])
+    if not rounds:
+        return "-"
+    f = _median_by(rounds, lambda r: r["p50_us"])
+    return "{:.0f} / {:.0f} ({} lost)".format(f["p50_us"], f["p99_us"],
+                                              sum(r["lost"] for r in rounds))
+
+
+def startup_median(results, system):
+    runs = results["startup"].get(system, [])
+    return statistics.median(r["seconds"] for r in runs) if runs else None
+
+
+def targets(results, directions):
+    """[(target, required, measured, met)] from the median figures of one run."""
+    rows = []
+    for transport in ("cstp", "dtls"):
+        for direction in directions:
+            oc = throughput(results, "openconnect", transport, direction)
+            st = throughput(results, "steward", transport, direction)
+            if oc and st:
+                ratio = st["gbps"] / oc["gbps"]
+                rows.append(("throughput vs openconnect, {}, {}".format(
+                    CHANNELS[transport], direction), ">= 1.2x",
+                    "{:.2f}x ({:.2f} vs {:.2f} Gbit/s)".format(ratio, st["gbps"], oc["gbps"]),
+                    ratio >= 1.2))
+    oc, st = startup_median(results, "openconnect"), startup_median(results, "steward")
+    if oc is not None and st is not None:
+        rows.append(("startup, connect -> first intranet HTTP answer (median)",
+                     "< 0.5x openconnect's", "{:.3f} s vs {:.3f} s ({:.2f}x)".format(
+                         st, oc, st / oc), st < 0.5 * oc))
+    for transport in ("cstp", "dtls"):
+        for direction in directions:
+            st = throughput(results, "steward", transport, direction)
+            everything = throughput(results, "steward-all", transport, direction)
+            if st and everything:
+                cost = 1 - st["gbps"] / everything["gbps"]
+                rows.append(("cost of per-process admission, {}, {}".format(
+                    CHANNELS[transport], direction), "<= 5% vs admitting everything",
+                    "{:+.1f}% ({:.2f} vs {:.2f} Gbit/s)".format(
+                        cost * 100, st["gbps"], everything["gbps"]), cost <= 0.05))
+    return rows
+
+
+def render(args, results):
+    m = results["machine"]
+    directions = ["up", "down"] if args.reverse else ["up"]
+    systems = [s for s in ("openconnect", "steward", "steward-all")
+               if any(key[0] == s for key in results["throughput"])]
+    lines = [
+        SECTION, "",
+        "Client, gateway and intranet hosts are network namespaces joined by veth pairs "
+        "(198.19.1.0/24 outside, 198.19.2.0/24 intranet, tunnel pool 198.19.100.0/24). The "
+        "gateway is Debian's ocserv 1.1.6 (password login, TLS 1.3 allowed, DTLS offered on "
+        "the same port, split-include route {prefix}); the intranet host runs an iperf3 "
+        "server, a UDP echo and an HTTP server. Every system uses the same ocserv in the same "
+        "run. \"CSTP only\": the gateway drops datagrams to its UDP port (nft) and openconnect "
+        "also gets `--no-dtls`; nft byte counters at the gateway confirm which channel carried "
+        "each measurement.".format(prefix=lab_.INTRANET_PREFIX),
+        "",
+    ] + storm_report.run_lines(m, args.command) + [
+        "",
+        "TCP throughput, `iperf3 -t {}` from the client namespace to the intranet (up) and "
+        "with `-R` (down), Gbit/s received; the median of {} rounds, every round in "
+        "brackets. CPU: % of one core used during the upload by the VPN client process (in "
+        "brackets: % of the time it was runnable but waiting for a core, a sign of the other "
+        "load on the machine) and by ocserv (all its processes). UDP: {} request/response round trips of 64 bytes, "
+        "one after the other, p50 / p99 in microseconds.".format(
+            args.seconds, args.rounds, args.pings),
+        "",
+        "| system | channel | up Gbit/s | down Gbit/s | CPU % during upload | UDP p50 / p99 us |",
+        "|---|---|---|---|---|---|",
+    ]
+    for transport in ("cstp", "dtls"):
+        for system in systems:
+            lines.append("| {} | {} | {} | {} | {} | {} |".format(
+                NAMES[system], CHANNELS[transport],
+                _gbps(results, system, transport, "up"),
+                _gbps(results, system, transport, "down") if "down" in directions else "-",
+                _cpu(throughput(results, system, transport, "up")),
+                _latency(results, system, transport)))
+    lines += [
+        "",
+        "Startup: from starting the connect command in the client namespace to the first "
+        "successful HTTP GET of the intranet server (curl, each attempt given 0.25 s, the next "
+        "one 5 ms after a failure; for Steward through `steward vpn run -- curl`, which waits "
+        "for the tunnel once the daemon answers), DTLS offered; {} times each, interleaved.".format(
+            args.startups),
+        "",
+        "| system | median s | min s | max s |",
+        "|---|---|---|---|",
+    ]
+    for system in ("openconnect", "steward"):
+        runs = [r["seconds"] for r in results["startup"].get(system, [])]
+        if runs:
+            lines.append("| {} | {:.3f} | {:.3f} | {:.3f} |".format(
+                NAMES[system].split(",")[0], statistics.median(runs), min(runs), max(runs)))
+    met = targets(results, directions)
+    lines += [""] + storm_report.target_lines("issue 3", met)
+    lines += [""] + ["- " + note for note in results.get("notes", [])]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
