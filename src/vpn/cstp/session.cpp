@@ -1,0 +1,656 @@
+#include "vpn/cstp/session.h"
+
+#include "core/log.h"
+#include "vpn/cstp/connect_reply.h"
+#include "vpn/cstp/dtls.h"
+#include "vpn/cstp/framing.h"
+#include "vpn/cstp/https.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include <openssl/rand.h>
+
+#include <atomic>
+#include <variant>
+
+namespace steward::vpn::cstp {
+namespace {
+
+namespace asio = boost::asio;
+using namespace asio::experimental::awaitable_operators;
+using Clock = std::chrono::steady_clock;
+constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+// Frames queued for the TLS stream beyond this are dropped: TCP is backed up and queueing more
+// only adds latency.
+constexpr size_t kMaxPendingBytes = 4 << 20;
+constexpr size_t kReadChunk = 64 * 1024;
+
+std::atomic<uint64_t> session_counter{0};
+
+std::string random_hex(size_t bytes) {
+  std::vector<uint8_t> random(bytes);
+  RAND_bytes(random.data(), static_cast<int>(random.size()));
+  std::string hex;
+  for (uint8_t byte : random) hex += fmt::format("{:02X}", byte);
+  return hex;
+}
+
+std::string address_text(const TunnelConfig& config) {
+  std::string text = config.address ? config.address->to_string() : "-";
+  if (config.address6) text += " " + config.address6->to_string();
+  return text;
+}
+
+bool same_addresses(const TunnelConfig& a, const TunnelConfig& b) {
+  return a.address == b.address && a.address6 == b.address6;
+}
+
+// Why a tunnel (one TLS connection) ended.
+struct TunnelEnd {
+  enum class Kind { kLost, kUser, kStopped, kServerEnded };
+  Kind kind = Kind::kLost;
+  std::optional<Error> error;
+};
+
+}  // namespace
+
+std::string_view to_string(SessionState state) {
+  switch (state) {
+    case SessionState::kIdle:
+      return "idle";
+    case SessionState::kConnecting:
+      return "connecting";
+    case SessionState::kConnected:
+      return "connected";
+    case SessionState::kReconnecting:
+      return "reconnecting";
+    case SessionState::kDown:
+      return "down";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(DataChannel channel) {
+  return channel == DataChannel::kDtls ? "dtls" : "cstp";
+}
+
+struct Session::Impl : std::enable_shared_from_this<Impl> {
+  enum class StopKind { kNone, kUser, kStop };
+
+  Impl(asio::io_context& io_context, SessionOptions session_options, SessionCallbacks hooks)
+      : io(io_context),
+        options(std::move(session_options)),
+        callbacks(std::move(hooks)),
+        logger(log::get("vpn")),
+        id(++session_counter),
+        writer_wake(io_context),
+        stop_signal(io_context),
+        backoff_timer(io_context) {}
+
+  asio::io_context& io;
+  SessionOptions options;
+  SessionCallbacks callbacks;
+  std::shared_ptr<spdlog::logger> logger;
+  uint64_t id;
+
+  SessionState state = SessionState::kIdle;
+  DataChannel channel = DataChannel::kCstp;
+  TunnelConfig config;
+  SessionCounters counters;
+  SessionCookie cookie;
+  StopKind stop_kind = StopKind::kNone;
+
+  // The current tunnel.
+  std::optional<TlsConnection> tls;
+  std::unique_ptr<DtlsChannel> dtls;
+  bool dtls_up = false;
+  std::vector<uint8_t> pending;  // CSTP frames waiting for the writer
+  asio::steady_timer writer_wake;
+  asio::steady_timer stop_signal;
+  asio::steady_timer backoff_timer;
+  Clock::time_point last_rx, last_tx, last_dpd_tx, last_dtls_rx, last_dtls_dpd_tx;
+
+  // ---- state
+
+  void set_state(SessionState next, const Error* error) {
+    if (state == next) return;
+    state = next;
+    if (error) {
+      logger->warn("session={} state={} reason=\"{}\"", id, to_string(next), error->message);
+    } else {
+      logger->info("session={} state={}", id, to_string(next));
+    }
+    if (callbacks.on_state) callbacks.on_state(next, error);
+  }
+
+  void set_channel(DataChannel next) {
+    if (channel == next) return;
+    channel = next;
+    logger->info("session={} data_channel={}", id, to_string(next));
+    if (callbacks.on_data_channel) callbacks.on_data_channel(next);
+  }
+
+  void go_down(const Error* error) {
+    close_tunnel();
+    set_state(SessionState::kDown, error);
+  }
+  void go_down(const Error& error) { go_down(&error); }
+
+  void close_tunnel() {
+    dtls_up = false;
+    if (dtls) dtls->close();
+    if (tls) {
+      boost::system::error_code ignored;
+      tls->stream->lowest_layer().close(ignored);
+    }
+    set_channel(DataChannel::kCstp);
+  }
+
+  LoginOptions login_options() const {
+    return LoginOptions{options.url, options.tls, options.credentials, options.user_agent,
+                        options.connect_timeout};
+  }
+
+  std::chrono::seconds dpd_interval() const {
+    return config.dpd.count() > 0 ? config.dpd : options.default_dpd;
+  }
+
+  // ---- sending
+
+  void queue_frame(FrameType type, std::span<const uint8_t> payload) {
+    append_cstp_frame(pending, type, payload);
+    writer_wake.cancel();
+  }
+
+  Status send(std::span<const uint8_t> packet) {
+    if (state != SessionState::kConnected || !tls) {
+      counters.dropped_while_down++;
+      return Error::make(ErrorCode::kUnavailable, "tunnel is {}", to_string(state));
+    }
+    if (packet.empty() || packet.size() > static_cast<size_t>(config.mtu)) {
+      return Error::make(ErrorCode::kInvalidArgument, "packet of {} bytes does not fit MTU {}",
+                         packet.size(), config.mtu);
+    }
+    if (dtls_up) {
+      auto datagram = encode_dtls_frame(FrameType::kData, packet);
+      if (dtls->send(datagram)) {
+        counters.dtls.tx_packets++;
+        counters.dtls.tx_bytes += packet.size();
+        return ok();
+      }
+      // A full socket buffer: this packet takes the TLS stream instead.
+    }
+    if (pending.size() > kMaxPendingBytes) {
+      counters.dropped_congested++;
+      return Error::make(ErrorCode::kUnavailable, "tunnel is congested");
+    }
+    queue_frame(FrameType::kData, packet);
+    counters.cstp.tx_packets++;
+    counters.cstp.tx_bytes += packet.size();
+    return ok();
+  }
+
+  // ---- the session's life: login, tunnels, reconnects
+
+  asio::awaitable<void> run() {
+    set_state(SessionState::kConnecting, nullptr);
+    auto logged_in = co_await login(login_options());
+    if (stop_kind != StopKind::kNone) co_return;
+    if (!logged_in) {
+      go_down(logged_in.error());
+      co_return;
+    }
+    cookie = std::move(*logged_in);
+
+    bool first = true;
+    auto backoff = options.reconnect_min;
+    Clock::time_point lost_at = Clock::now();
+    while (stop_kind == StopKind::kNone) {
+      auto opened = co_await open_tunnel(first);
+      if (stop_kind != StopKind::kNone) break;
+      if (!opened) {
+        // A refused cookie: log in again and retry at once.
+        if (opened.error().code == ErrorCode::kUnauthenticated) {
+          logger->info("session={} cookie refused, logging in again", id);
+          counters.reauthentications++;
+          auto again = co_await login(login_options());
+          if (stop_kind != StopKind::kNone) break;
+          if (again) {
+            cookie = std::move(*again);
+            continue;
+          }
+          if (first || again.error().code == ErrorCode::kUnauthenticated) {
+            go_down(again.error());
+            co_return;
+          }
+          opened = again.error();
+        }
+        if (first) {
+          go_down(opened.error());
+          co_return;
+        }
+        if (Clock::now() - lost_at > options.reconnect_timeout) {
+          auto gave_up = opened.error().wrap(fmt::format(
+              "gave up reconnecting after {}s", options.reconnect_timeout.count()));
+          go_down(&gave_up);
+          co_return;
+        }
+        logger->info("session={} reconnect failed, retry_in_ms={} reason=\"{}\"", id,
+                     backoff.count(), opened.error().message);
+        backoff_timer.expires_after(backoff);
+        co_await backoff_timer.async_wait(kTuple);
+        backoff = std::min(backoff * 2, options.reconnect_max);
+        continue;
+      }
+
+      // A reconnect must give the same address, or the owner must take the new one.
+      if (!first && !same_addresses(config, *opened)) {
+        auto decision = callbacks.on_address_change
+                            ? callbacks.on_address_change(config, *opened)
+                            : AddressChangeDecision::kStop;
+        if (decision == AddressChangeDecision::kStop) {
+          auto changed = Error::make(ErrorCode::kConflict,
+                                     "gateway changed the tunnel address from {} to {} on "
+                                     "reconnect; session ended",
+                                     address_text(config), address_text(*opened));
+          config = *opened;
+          co_await say_goodbye();
+          go_down(&changed);
+          co_return;
+        }
+        logger->warn("session={} address changed from={} to={} accepted_by_owner", id,
+                     address_text(config), address_text(*opened));
+      }
+      if (!first) counters.reconnects++;
+      config = std::move(*opened);
+      first = false;
+      backoff = options.reconnect_min;
+      logger->info("session={} tunnel open address={} mtu={} dpd={}s routes={} dtls_offered={}",
+                   id, address_text(config), config.mtu, config.dpd.count(),
+                   config.split_include.size(), config.dtls_port.has_value());
+      set_state(SessionState::kConnected, nullptr);
+      if (callbacks.on_config) callbacks.on_config(config);
+      if (stopping()) break;  // a callback asked for it
+
+      auto end = co_await run_tunnel();
+      close_tunnel();
+      tls.reset();
+      dtls.reset();
+      pending.clear();
+      switch (end.kind) {
+        case TunnelEnd::Kind::kUser:
+        case TunnelEnd::Kind::kStopped:
+          co_return;  // disconnect()/stop() already reported kDown
+        case TunnelEnd::Kind::kServerEnded:
+          go_down(end.error ? &*end.error : nullptr);
+          co_return;
+        case TunnelEnd::Kind::kLost:
+          lost_at = Clock::now();
+          set_state(SessionState::kReconnecting, end.error ? &*end.error : nullptr);
+          break;
+      }
+    }
+    // Stopped between tunnels: a user disconnect still tells the gateway when it can.
+    if (stop_kind == StopKind::kUser) co_await say_goodbye();
+    close_tunnel();
+  }
+
+  // Sends a user disconnect on the open tunnel (the gateway invalidates the cookie), then closes.
+  asio::awaitable<void> say_goodbye() {
+    if (!tls) co_return;
+    auto frame = encode_user_disconnect("steward: disconnect");
+    Watchdog watchdog(*tls->stream, std::chrono::seconds(2));
+    co_await asio::async_write(*tls->stream, asio::buffer(frame), kTuple);
+    close_tunnel();
+  }
+
+  // ---- one tunnel: TLS connect and CONNECT
+
+  std::string connect_request(bool first) const {
+    std::string request = fmt::format(
+        "CONNECT /CSCOSSLC/tunnel HTTP/1.1\r\nHost: {}:{}\r\nUser-Agent: {}\r\n"
+        "Cookie: webvpn={}\r\nX-CSTP-Version: 1\r\nX-CSTP-Hostname: {}\r\n"
+        "X-CSTP-Base-MTU: {}\r\nX-CSTP-Address-Type: {}\r\nX-CSTP-Accept-Encoding: identity\r\n",
+        options.url.host, options.url.port, options.user_agent, cookie.value(), options.hostname,
+        options.base_mtu, options.ipv6 ? "IPv6,IPv4" : "IPv4");
+    if (options.ipv6) request += "X-CSTP-Full-IPv6-Capability: true\r\n";
+    if (!first && config.address) {
+      request += fmt::format("X-CSTP-Address: {}\r\n", config.address->to_string());
+    }
+    if (!first && config.address6) {
+      request += fmt::format("X-CSTP-Address-IP6: {}/{}\r\n", config.address6->to_string(),
+                             config.address6_length.value_or(128));
+    }
+    if (options.dtls) {
+      request += fmt::format(
+          "X-DTLS-Master-Secret: {}\r\nX-DTLS-CipherSuite: PSK-NEGOTIATE\r\n"
+          "X-DTLS-Accept-Encoding: identity\r\n",
+          random_hex(48));
+    }
+    return request + "\r\n";
+  }
+
+  asio::awaitable<Result<TunnelConfig>> open_tunnel(bool first) {
+    auto connection = co_await connect_gateway(options.url, options.tls, options.connect_timeout);
+    if (!connection) co_return connection.error();
+    Watchdog watchdog(*connection->stream, options.connect_timeout);
+
+    if (auto sent = co_await write_all(*connection, connect_request(first)); !sent) {
+      co_return sent.error().wrap("CONNECT");
+    }
+    auto head = co_await read_head(*connection);
+    if (!head) {
+      if (watchdog.fired()) {
+        co_return Error::make(ErrorCode::kTimeout, "gateway did not answer CONNECT in time");
+      }
+      co_return head.error().wrap("CONNECT");
+    }
+    if (head->status == 401) {
+      co_return Error::make(ErrorCode::kUnauthenticated, "gateway refused the session cookie");
+    }
+    if (head->status != 200) {
+      auto reason = head->find("X-Reason");
+      co_return Error::make(ErrorCode::kUnavailable, "gateway refused the tunnel: HTTP {} {}",
+                            head->status, reason ? *reason : head->reason);
+    }
+    auto parsed = parse_connect_reply(*head);
+    if (!parsed) co_return parsed.error();
+    tls = std::move(*connection);
+    co_return parsed;
+  }
+
+  // ---- one tunnel: its loops, until one of them ends it
+
+  asio::awaitable<TunnelEnd> run_tunnel() {
+    stop_signal.expires_at(Clock::time_point::max());
+    auto now = Clock::now();
+    last_rx = last_tx = last_dpd_tx = now;
+    auto ended = co_await (read_loop() || write_loop() || tick_loop() || wait_stop() ||
+                           dtls_loop());
+    co_return std::visit([](TunnelEnd& end) { return std::move(end); }, ended);
+  }
+
+  // Closes the connection so that every other loop's pending operation ends too.
+  TunnelEnd finish(TunnelEnd end) {
+    close_tunnel();
+    return end;
+  }
+
+  TunnelEnd lost(Error error) { return finish({TunnelEnd::Kind::kLost, std::move(error)}); }
+
+  bool stopping() const { return stop_kind != StopKind::kNone; }
+
+  asio::awaitable<TunnelEnd> read_loop() {
+    FrameParser parser;
+    std::optional<TunnelEnd> end;
+    auto on_frame = [&](const FrameView& frame) { handle_frame(frame, false, end); };
+    std::string leftover = std::move(tls->buffer);
+    if (auto fed = parser.feed(
+            std::span(reinterpret_cast<const uint8_t*>(leftover.data()), leftover.size()),
+            on_frame);
+        !fed) {
+      co_return lost(fed.error());
+    }
+    std::vector<uint8_t> chunk(kReadChunk);
+    while (!end) {
+      auto [ec, got] = co_await tls->stream->async_read_some(asio::buffer(chunk), kTuple);
+      if (stopping()) co_return finish({TunnelEnd::Kind::kStopped, std::nullopt});
+      if (ec) {
+        co_return lost(Error::make(ErrorCode::kUnavailable, "gateway connection lost: {}",
+                                   ec.message()));
+      }
+      last_rx = Clock::now();
+      if (auto fed = parser.feed(std::span(chunk.data(), got), on_frame); !fed) {
+        co_return lost(fed.error());
+      }
+    }
+    co_return finish(std::move(*end));
+  }
+
+  // One frame from CSTP (dtls = false) or DTLS.
+  void handle_frame(const FrameView& frame, bool from_dtls, std::optional<TunnelEnd>& end) {
+    auto& channel_counters = from_dtls ? counters.dtls : counters.cstp;
+    switch (frame.type) {
+      case FrameType::kData:
+        channel_counters.rx_packets++;
+        channel_counters.rx_bytes += frame.payload.size();
+        if (callbacks.on_packet) callbacks.on_packet(frame.payload);
+        break;
+      case FrameType::kDpdRequest:
+        if (from_dtls && dtls_up) {
+          (void)dtls->send(encode_dtls_frame(FrameType::kDpdResponse, frame.payload));
+        } else {
+          queue_frame(FrameType::kDpdResponse, frame.payload);
+        }
+        break;
+      case FrameType::kDpdResponse:
+        counters.dpd_responses_received++;
+        break;
+      case FrameType::kKeepalive:
+        break;
+      case FrameType::kCompressed:
+        // Never asked for (X-CSTP-Accept-Encoding: identity); dropping is safe.
+        logger->debug("session={} dropped compressed frame", id);
+        break;
+      case FrameType::kDisconnect:
+      case FrameType::kTerminate: {
+        std::string reason;
+        if (frame.payload.size() > 1) {
+          reason.assign(reinterpret_cast<const char*>(frame.payload.data() + 1),
+                        frame.payload.size() - 1);
+        }
+        end = TunnelEnd{TunnelEnd::Kind::kServerEnded,
+                        Error::make(ErrorCode::kUnavailable, "gateway ended the session ({}{}{})",
+                                    to_string(frame.type), reason.empty() ? "" : ": ", reason)};
+        break;
+      }
+    }
+  }
+
+  asio::awaitable<TunnelEnd> write_loop() {
+    std::vector<uint8_t> writing;
+    while (true) {
+      if (pending.empty()) {
+        if (stop_kind == StopKind::kUser) co_return finish({TunnelEnd::Kind::kUser, std::nullopt});
+        writer_wake.expires_at(Clock::time_point::max());
+        co_await writer_wake.async_wait(kTuple);
+        auto cancelled = (co_await asio::this_coro::cancellation_state).cancelled();
+        if (cancelled != asio::cancellation_type::none) {
+          co_return finish({TunnelEnd::Kind::kStopped, std::nullopt});
+        }
+        continue;
+      }
+      writing.clear();
+      std::swap(writing, pending);
+      auto [ec, written] = co_await asio::async_write(*tls->stream, asio::buffer(writing), kTuple);
+      if (ec) {
+        if (stopping()) co_return finish({TunnelEnd::Kind::kStopped, std::nullopt});
+        co_return lost(Error::make(ErrorCode::kUnavailable, "cannot send to gateway: {}",
+                                   ec.message()));
+      }
+      last_tx = Clock::now();
+    }
+  }
+
+  // Dead-peer detection and keepalives, on both channels.
+  asio::awaitable<TunnelEnd> tick_loop() {
+    auto dpd = dpd_interval();
+    auto tick = std::clamp<Clock::duration>(dpd / 4, std::chrono::milliseconds(100),
+                                            std::chrono::seconds(1));
+    asio::steady_timer timer(io);
+    while (true) {
+      timer.expires_after(tick);
+      auto [ec] = co_await timer.async_wait(kTuple);
+      if (ec) co_return finish({TunnelEnd::Kind::kStopped, std::nullopt});
+      auto now = Clock::now();
+      if (now - last_rx > 2 * dpd + tick) {
+        co_return lost(Error::make(ErrorCode::kTimeout,
+                                   "gateway did not answer for {}s (dead peer detection)",
+                                   2 * dpd.count()));
+      }
+      if (now - last_rx >= dpd && now - last_dpd_tx >= dpd) {
+        queue_frame(FrameType::kDpdRequest, {});
+        counters.dpd_requests_sent++;
+        last_dpd_tx = now;
+      }
+      if (config.keepalive.count() > 0 && now - last_tx >= config.keepalive) {
+        queue_frame(FrameType::kKeepalive, {});
+        counters.keepalives_sent++;
+        last_tx = now;
+      }
+      check_dtls(now);
+    }
+  }
+
+  void check_dtls(Clock::time_point now) {
+    if (!dtls_up) return;
+    auto dpd = config.dtls_dpd.count() > 0 ? config.dtls_dpd : dpd_interval();
+    if (now - last_dtls_rx > 2 * dpd) {
+      fall_back("DTLS peer did not answer (dead peer detection)");
+      return;
+    }
+    if (now - last_dtls_rx >= dpd && now - last_dtls_dpd_tx >= dpd) {
+      (void)dtls->send(encode_dtls_frame(FrameType::kDpdRequest));
+      counters.dpd_requests_sent++;
+      last_dtls_dpd_tx = now;
+    }
+  }
+
+  void fall_back(std::string_view reason) {
+    if (!dtls) return;
+    if (dtls_up) counters.dtls_failures++;
+    logger->warn("session={} dtls down, data over cstp reason=\"{}\"", id, reason);
+    dtls_up = false;
+    dtls->close();
+    set_channel(DataChannel::kCstp);
+  }
+
+  asio::awaitable<TunnelEnd> wait_stop() {
+    if (!stopping()) co_await stop_signal.async_wait(kTuple);
+    if (stop_kind == StopKind::kUser) {
+      // Give the writer a moment to deliver the disconnect frame; it ends the tunnel itself.
+      asio::steady_timer grace(io, std::chrono::seconds(2));
+      co_await grace.async_wait(kTuple);
+      co_return finish({TunnelEnd::Kind::kUser, std::nullopt});
+    }
+    co_return finish({TunnelEnd::Kind::kStopped, std::nullopt});
+  }
+
+  // Waits until cancelled by the end of the tunnel.
+  asio::awaitable<TunnelEnd> idle() {
+    asio::steady_timer forever(io, Clock::time_point::max());
+    co_await forever.async_wait(kTuple);
+    co_return TunnelEnd{TunnelEnd::Kind::kStopped, std::nullopt};
+  }
+
+  asio::awaitable<TunnelEnd> dtls_loop() {
+    if (!options.dtls || !config.dtls_port || config.dtls_app_id.empty() ||
+        config.dtls_cipher_suite != "PSK-NEGOTIATE") {
+      co_return co_await idle();
+    }
+    if (auto up = co_await start_dtls(); !up) {
+      counters.dtls_failures++;
+      logger->warn("session={} dtls unavailable, data over cstp reason=\"{}\"", id,
+                   up.error().message);
+      co_return co_await idle();
+    }
+
+    std::vector<uint8_t> buffer(kMaxFramePayload + 1);
+    std::optional<TunnelEnd> end;
+    while (!end) {
+      auto got = co_await dtls->receive(buffer);
+      if (stopping()) co_return finish({TunnelEnd::Kind::kStopped, std::nullopt});
+      if (!got) {
+        if (dtls_up) fall_back(got.error().message);
+        co_return co_await idle();
+      }
+      auto frame = parse_dtls_frame(std::span(buffer.data(), *got));
+      if (!frame) continue;  // garbage on UDP is not worth a tunnel
+      last_dtls_rx = Clock::now();
+      handle_frame(*frame, true, end);
+    }
+    co_return finish(std::move(*end));
+  }
+
+  asio::awaitable<Status> start_dtls() {
+    auto psk = export_dtls_psk(tls->stream->native_handle());
+    if (!psk) co_return psk.error();
+    boost::system::error_code ec;
+    auto remote = tls->stream->lowest_layer().remote_endpoint(ec);
+    if (ec) co_return Error::make(ErrorCode::kUnavailable, "no gateway address for DTLS");
+    asio::ip::udp::endpoint gateway(remote.address(), static_cast<uint16_t>(*config.dtls_port));
+    auto channel_made = DtlsChannel::create(io.get_executor(), gateway, *psk, config.dtls_app_id);
+    if (!channel_made) co_return channel_made.error();
+    dtls = std::move(*channel_made);
+    auto shaken = co_await dtls->handshake(options.dtls_handshake_timeout);
+    if (!shaken) {
+      dtls->close();
+      co_return shaken.error();
+    }
+    dtls_up = true;
+    last_dtls_rx = last_dtls_dpd_tx = Clock::now();
+    logger->info("session={} dtls up cipher={} port={}", id, dtls->cipher(), *config.dtls_port);
+    set_channel(DataChannel::kDtls);
+    co_return ok();
+  }
+
+  // ---- owner's requests
+
+  void request_stop(StopKind kind) {
+    if (state == SessionState::kDown || state == SessionState::kIdle) {
+      stop_kind = kind;
+      if (state == SessionState::kIdle) set_state(SessionState::kDown, nullptr);
+      return;
+    }
+    stop_kind = kind;
+    if (kind == StopKind::kUser && tls && state == SessionState::kConnected) {
+      auto frame = encode_user_disconnect("steward: user disconnect");
+      pending.insert(pending.end(), frame.begin(), frame.end());
+      writer_wake.cancel();
+    }
+    stop_signal.cancel();
+    backoff_timer.cancel();
+    set_state(SessionState::kDown, nullptr);
+  }
+};
+
+Session::Session(asio::io_context& io, SessionOptions options, SessionCallbacks callbacks)
+    : impl_(std::make_shared<Impl>(io, std::move(options), std::move(callbacks))) {}
+
+Session::~Session() {
+  impl_->callbacks = {};
+  if (impl_->state != SessionState::kDown && impl_->state != SessionState::kIdle) stop();
+}
+
+void Session::start() {
+  if (impl_->state != SessionState::kIdle) return;
+  asio::co_spawn(
+      impl_->io, [impl = impl_]() -> asio::awaitable<void> { co_await impl->run(); },
+      [impl = impl_](std::exception_ptr error) {
+        if (!error) return;
+        try {
+          std::rethrow_exception(error);
+        } catch (const std::exception& e) {
+          auto failed = Error::make(ErrorCode::kInternal, "session failed: {}", e.what());
+          impl->go_down(&failed);
+        }
+      });
+}
+
+Status Session::send(std::span<const uint8_t> packet) { return impl_->send(packet); }
+void Session::disconnect() { impl_->request_stop(Impl::StopKind::kUser); }
+void Session::stop() { impl_->request_stop(Impl::StopKind::kStop); }
+SessionState Session::state() const { return impl_->state; }
+DataChannel Session::data_channel() const { return impl_->channel; }
+const TunnelConfig& Session::config() const { return impl_->config; }
+const SessionCounters& Session::counters() const { return impl_->counters; }
+const SessionCookie& Session::cookie() const { return impl_->cookie; }
+
+}  // namespace steward::vpn::cstp

@@ -1,0 +1,384 @@
+#include "vpn/steering/steering.h"
+
+#include "core/log.h"
+#include "vpn/steering/nft.h"
+#include "vpn/steering/rtnl.h"
+
+#include <net/if.h>
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <functional>
+#include <map>
+
+namespace steward::vpn {
+namespace {
+
+namespace ip = boost::asio::ip;
+
+constexpr uint32_t kProhibitMetric = 4000;
+
+Prefix host_prefix(const ip::address& address) {
+  return Prefix{address, address.is_v4() ? 32 : 128};
+}
+
+void add_unique(std::vector<Prefix>& prefixes, const Prefix& prefix) {
+  if (std::find(prefixes.begin(), prefixes.end(), prefix) == prefixes.end()) {
+    prefixes.push_back(prefix);
+  }
+}
+
+// nft resolves a cgroupv2 path below /sys/fs/cgroup; a group mounted elsewhere (a private
+// mount) is reached by climbing out of it.
+std::string nft_cgroup_path(const std::string& absolute) {
+  const std::string base = "/sys/fs/cgroup/";
+  if (absolute.starts_with(base)) return absolute.substr(base.size());
+  return "../../.." + absolute;
+}
+
+std::string elements(const std::vector<Prefix>& prefixes, bool v4, bool skip_default) {
+  std::string text;
+  for (const auto& prefix : prefixes) {
+    if (prefix.is_v4() != v4 || (skip_default && prefix.length == 0)) continue;
+    if (!text.empty()) text += ", ";
+    text += prefix.to_string();
+  }
+  return text.empty() ? "" : fmt::format(" elements = {{ {} }};", text);
+}
+
+std::string set(const std::string& name, const std::vector<Prefix>& prefixes, bool v4,
+                bool skip_default = false) {
+  return fmt::format("  set {} {{ type {}; flags interval; auto-merge;{} }}\n", name,
+                     v4 ? "ipv4_addr" : "ipv6_addr", elements(prefixes, v4, skip_default));
+}
+
+std::string render(const SteeringPlan& plan, const SteeringOptions& options,
+                   const std::string& cgroup_nft_path, int cgroup_level, bool tunnel_up) {
+  const std::string admitted =
+      fmt::format("socket cgroupv2 level {} \"{}\"", cgroup_level, cgroup_nft_path);
+  const std::string mark = fmt::format("{:#x}", options.mark);
+  std::string out = fmt::format("table inet {} {{\n", options.nft_table);
+
+  // Intranet (what admitted traffic is tunnelled toward), the part of it closed to everyone
+  // else (a default route cannot be), and what is never touched.
+  out += set("intranet4", plan.intranet, true) + set("intranet6", plan.intranet, false);
+  out += set("closed4", plan.intranet, true, true) + set("closed6", plan.intranet, false, true);
+  out += set("exclude4", plan.exclude, true) + set("exclude6", plan.exclude, false);
+
+  out +=
+      "  counter tunnelled {}\n  counter refused_admitted {}\n  counter refused_others {}\n"
+      "  counter dropped_late {}\n";
+  out +=
+      "  chain refuse {\n"
+      "    meta l4proto tcp reject with tcp reset\n"
+      "    reject with icmpx type admin-prohibited\n"
+      "  }\n";
+
+  // Every rule tests the cheap destination before the socket's cgroup.
+  // Marks, after DNS redirection (nat output is -100) so a redirected query is marked too.
+  out += "  chain mark_admitted {\n    type route hook output priority -90; policy accept;\n";
+  out += "    ip daddr @exclude4 return\n    ip6 daddr @exclude6 return\n";
+  if (tunnel_up) {
+    out += fmt::format("    ct mark {0} ip daddr @intranet4 meta mark set {0} return\n", mark);
+    out += fmt::format("    ip daddr @intranet4 {0} meta mark set {1} ct mark set {1}\n", admitted,
+                       mark);
+    if (plan.tunnel_has_ipv6) {
+      out += fmt::format("    ct mark {0} ip6 daddr @intranet6 meta mark set {0} return\n", mark);
+      out += fmt::format("    ip6 daddr @intranet6 {0} meta mark set {1} ct mark set {1}\n",
+                         admitted, mark);
+    }
+  }
+  out += "  }\n";
+
+  out += "  chain redirect_dns {\n    type nat hook output priority -100; policy accept;\n";
+  if (plan.dns) {
+    bool v4 = plan.dns->is_v4();
+    out += fmt::format(
+        "    meta nfproto {1} meta l4proto {{ tcp, udp }} th dport 53 {0} dnat {2} to {3}\n",
+        admitted, v4 ? "ipv4" : "ipv6", v4 ? "ip" : "ip6",
+        v4 ? plan.dns->to_string() : "[" + plan.dns->to_string() + "]");
+  }
+  out += "  }\n";
+
+  out +=
+      "  chain masquerade_tunnel {\n    type nat hook postrouting priority srcnat; "
+      "policy accept;\n";
+  out += fmt::format("    meta mark {} oifname \"{}\" masquerade\n  }}\n", mark, options.tun_name);
+
+  // The guard, on the way out: what heads for the intranet unmarked is refused locally.
+  // (The output hook's oifname is the device chosen before the mark rerouted the packet, so
+  // the device is checked again after routing, in the last chain.)
+  out += "  chain guard {\n    type filter hook output priority filter; policy accept;\n";
+  out += "    ip daddr @exclude4 accept\n    ip6 daddr @exclude6 accept\n";
+  out += fmt::format("    meta mark {} accept\n", mark);
+  out += fmt::format("    ip daddr @intranet4 {} counter name refused_admitted jump refuse\n",
+                     admitted);
+  out += fmt::format("    ip6 daddr @intranet6 {} counter name refused_admitted jump refuse\n",
+                     admitted);
+  if (plan.dns) {
+    out += fmt::format(
+        "    meta nfproto {1} meta l4proto {{ tcp, udp }} th dport 53 {0} counter name "
+        "refused_admitted jump refuse\n",
+        admitted, plan.dns->is_v4() ? "ipv6" : "ipv4");
+  }
+  out +=
+      "    ip daddr @closed4 counter name refused_others jump refuse\n"
+      "    ip6 daddr @closed6 counter name refused_others jump refuse\n";
+  out += "  }\n";
+
+  // The last word: toward the intranet, only marked packets into the TUN leave.
+  out += "  chain last_check {\n    type filter hook postrouting priority 300; policy accept;\n";
+  out += "    ip daddr @exclude4 accept\n    ip6 daddr @exclude6 accept\n";
+  out += fmt::format("    meta mark {} oifname \"{}\" counter name tunnelled accept\n", mark,
+                     options.tun_name);
+  out += fmt::format("    meta mark {} counter name dropped_late drop\n", mark);
+  out +=
+      "    ip daddr @closed4 counter name dropped_late drop\n"
+      "    ip6 daddr @closed6 counter name dropped_late drop\n";
+  out += "  }\n}\n";
+  return out;
+}
+
+LedgerEntry entry_of(LedgerEntry::Kind kind, std::string name, std::string text = {}, int table = 0,
+                     int priority = 0) {
+  LedgerEntry entry;
+  entry.kind = kind;
+  entry.name = std::move(name);
+  entry.text = std::move(text);
+  entry.table = table;
+  entry.priority = priority;
+  return entry;
+}
+
+std::string nft_table_name(const SteeringOptions& options) {
+  return "inet " + options.nft_table;
+}
+
+}  // namespace
+
+Result<SteeringPlan> SteeringPlan::from(const TunnelConfig& config,
+                                        const std::vector<ip::address>& gateways) {
+  if (!config.address) {
+    return Error::make(ErrorCode::kInvalidArgument, "the tunnel has no IPv4 address");
+  }
+  SteeringPlan plan;
+  plan.tunnel_has_ipv6 = config.address6.has_value();
+  if (config.split_include.empty()) {
+    // Everything is intranet; IPv6 too, so that without an IPv6 tunnel it is refused.
+    plan.intranet = {*Prefix::parse("0.0.0.0/0"), *Prefix::parse("::/0")};
+  } else {
+    plan.intranet = config.split_include;
+  }
+  for (const auto& server : config.dns)
+    add_unique(plan.intranet, host_prefix(server));
+  if (!config.dns.empty()) plan.dns = config.dns.front();
+
+  for (const auto& gateway : gateways)
+    add_unique(plan.exclude, host_prefix(gateway));
+  for (const auto& prefix : config.split_exclude)
+    add_unique(plan.exclude, prefix);
+  for (const auto& server : config.dns) {
+    if (std::any_of(plan.exclude.begin(), plan.exclude.end(),
+                    [&](const Prefix& p) { return p.contains(server); })) {
+      return Error::make(ErrorCode::kInvalidArgument,
+                         "DNS server {} is excluded from the tunnel (gateway or split-exclude)",
+                         server.to_string());
+    }
+  }
+  return plan;
+}
+
+std::string render_nft_ruleset(const SteeringPlan& plan, const SteeringOptions& options,
+                               const std::string& cgroup_nft_path, int cgroup_level) {
+  return render(plan, options, cgroup_nft_path, cgroup_level, false);
+}
+
+Status cleanup_instance(const SteeringOptions& options) {
+  auto ledger = Ledger::open(options.ledger_directory, options.instance);
+  if (!ledger) return ledger.error();
+  return cleanup_from_ledger(*ledger);
+}
+
+namespace {
+
+// One step of start(): record, then create; the error names the piece.
+Status create_recorded(Ledger& ledger, const LedgerEntry& entry, const std::string& piece,
+                       const std::function<Status()>& create) {
+  if (auto status = ledger.record(entry); !status) return status.error().wrap(piece);
+  if (auto status = create(); !status) {
+    if (status.error().code == ErrorCode::kAlreadyExists) (void)ledger.forget_last();
+    return status.error().wrap(piece);
+  }
+  return ok();
+}
+
+Status set_up_kernel(const SteeringOptions& options, const SteeringPlan& plan, Ledger& ledger,
+                     std::optional<AdmittedCgroup>& cgroup) {
+  // cgroup2: an existing mount, or our own.
+  auto mount = find_cgroup2();
+  if (!mount) {
+    auto status = create_recorded(
+        ledger, entry_of(LedgerEntry::Kind::kCgroupMount, options.cgroup2_fallback_mount),
+        "cgroup2 mount", [&]() -> Status {
+          auto mounted = find_or_mount_cgroup2(options.cgroup2_fallback_mount);
+          if (!mounted) return mounted.error();
+          mount = *mounted;
+          return ok();
+        });
+    if (!status) return status;
+  }
+  auto status = create_recorded(
+      ledger, entry_of(LedgerEntry::Kind::kCgroup, mount->path, options.cgroup_path),
+      "cgroup " + options.cgroup_path, [&]() -> Status {
+        auto created = AdmittedCgroup::create(*mount, options.cgroup_path);
+        if (!created) return created.error();
+        cgroup = *created;
+        return ok();
+      });
+  if (!status) return status;
+
+  // Policy rules for both families: marked traffic looks up our table, and is prohibited
+  // should the table not decide.
+  for (int family : {4, 6}) {
+    for (rtnl::Rule rule : {rtnl::Rule{family, options.rule_priority, options.mark, options.table},
+                            rtnl::Rule{family, options.rule_priority + 1, options.mark, 0}}) {
+      auto entry = entry_of(LedgerEntry::Kind::kRule, "", "", rule.table, rule.priority);
+      entry.mark = rule.mark;
+      entry.family = family;
+      status = create_recorded(ledger, entry, "policy rule", [&] { return rtnl::add_rule(rule); });
+      if (!status) return status;
+    }
+  }
+
+  // Prohibit routes: admitted traffic finds them whenever the TUN routes are absent.
+  for (const auto& prefix : plan.intranet) {
+    rtnl::Route route{prefix, options.table, rtnl::RouteType::kProhibit, 0, kProhibitMetric};
+    auto entry = entry_of(LedgerEntry::Kind::kRoute, "", prefix.to_string(), options.table,
+                          static_cast<int>(kProhibitMetric));
+    status =
+        create_recorded(ledger, entry, "prohibit route", [&] { return rtnl::add_route(route); });
+    if (!status) return status;
+  }
+
+  // The nft table, tunnel down.
+  std::string ruleset =
+      render(plan, options, nft_cgroup_path(cgroup->path()), cgroup->level(), false);
+  return create_recorded(
+      ledger, entry_of(LedgerEntry::Kind::kNftTable, nft_table_name(options)),
+      "nft table " + nft_table_name(options), [&] {
+        if (nft::table_exists(nft_table_name(options))) {
+          return Status(Error::make(ErrorCode::kAlreadyExists, "exists and is not ours"));
+        }
+        return nft::run(ruleset);
+      });
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Steering>> Steering::start(const SteeringOptions& options,
+                                                  const SteeringPlan& plan) {
+  auto logger = log::get("vpn");
+  auto ledger = Ledger::open(options.ledger_directory, options.instance);
+  if (!ledger) return ledger.error();
+  if (auto status = cleanup_from_ledger(*ledger); !status) {
+    return status.error().wrap("cleaning up what a previous run left");
+  }
+
+  std::optional<AdmittedCgroup> cgroup;
+  if (auto status = set_up_kernel(options, plan, *ledger, cgroup); !status) {
+    logger->error("instance={} steering refused to start: {}", options.instance,
+                  status.error().message);
+    (void)cleanup_from_ledger(*ledger);
+    return status.error();
+  }
+  logger->info("instance={} steering started table={} mark={:#x} nft=inet {} cgroup={} id={}",
+               options.instance, options.table, options.mark, options.nft_table, cgroup->path(),
+               cgroup->id());
+  return std::unique_ptr<Steering>(new Steering(options, plan, std::move(*ledger), *cgroup));
+}
+
+Status Steering::set_tunnel_up(int tun_ifindex) {
+  char name[IF_NAMESIZE] = {};
+  if (tun_ifindex <= 0 || !if_indextoname(static_cast<unsigned>(tun_ifindex), name)) {
+    return Error::make(ErrorCode::kNotFound, "tunnel up: no link with index {}", tun_ifindex);
+  }
+  if (options_.tun_name != name) {
+    return Error::make(ErrorCode::kInvalidArgument, "tunnel up: link {} is not the TUN {}", name,
+                       options_.tun_name);
+  }
+  for (const auto& prefix : plan_.intranet) {
+    if (!prefix.is_v4() && !plan_.tunnel_has_ipv6) continue;
+    rtnl::Route route{prefix, options_.table, rtnl::RouteType::kUnicast, tun_ifindex, 0};
+    auto entry = entry_of(LedgerEntry::Kind::kRoute, name, prefix.to_string(), options_.table);
+    auto status =
+        create_recorded(ledger_, entry, "tunnel route", [&] { return rtnl::add_route(route); });
+    if (!status) return status;
+  }
+  tunnel_ifindex_ = tun_ifindex;
+  auto ruleset = render(plan_, options_, nft_cgroup_path(cgroup_.path()), cgroup_.level(), true);
+  if (auto status = nft::run("delete table " + nft_table_name(options_) + "\n" + ruleset);
+      !status) {
+    return status.error().wrap("tunnel up: nft table");
+  }
+  log::get("vpn")->info("instance={} tunnel up tun={} routes={}", options_.instance, name,
+                        plan_.intranet.size());
+  return ok();
+}
+
+Status Steering::set_tunnel_down() {
+  // The marks stop first, so no admitted packet is steered while routes go away.
+  auto ruleset = render(plan_, options_, nft_cgroup_path(cgroup_.path()), cgroup_.level(), false);
+  if (auto status = nft::run("delete table " + nft_table_name(options_) + "\n" + ruleset);
+      !status) {
+    return status.error().wrap("tunnel down: nft table");
+  }
+  Status result = ok();
+  if (tunnel_ifindex_ != 0) {
+    for (const auto& prefix : plan_.intranet) {
+      if (!prefix.is_v4() && !plan_.tunnel_has_ipv6) continue;
+      auto status = rtnl::delete_route(
+          {prefix, options_.table, rtnl::RouteType::kUnicast, tunnel_ifindex_, 0});
+      if (!status && result) result = status;
+    }
+  }
+  tunnel_ifindex_ = 0;
+  log::get("vpn")->info("instance={} tunnel down", options_.instance);
+  return result;
+}
+
+Result<SteeringCounters> Steering::counters() const {
+  auto listing = nft::list_json("list counters table " + nft_table_name(options_));
+  if (!listing) return listing.error();
+  boost::system::error_code ec;
+  auto document = boost::json::parse(*listing, ec);
+  if (ec || !document.is_object()) {
+    return Error::make(ErrorCode::kInternal, "nft counters: unreadable JSON");
+  }
+  SteeringCounters counters;
+  const std::map<std::string, uint64_t*> fields = {{"tunnelled", &counters.tunnelled},
+                                                   {"refused_admitted", &counters.refused_admitted},
+                                                   {"refused_others", &counters.refused_others},
+                                                   {"dropped_late", &counters.dropped_late}};
+  const auto* items = document.as_object().if_contains("nftables");
+  if (!items || !items->is_array()) return counters;
+  for (const auto& item : items->as_array()) {
+    const auto* counter = item.is_object() ? item.as_object().if_contains("counter") : nullptr;
+    if (!counter || !counter->is_object()) continue;
+    const auto& fields_of = counter->as_object();
+    const auto* name = fields_of.if_contains("name");
+    const auto* packets = fields_of.if_contains("packets");
+    if (!name || !name->is_string() || !packets || !packets->is_int64()) continue;
+    auto field = fields.find(std::string(name->as_string()));
+    if (field != fields.end()) *field->second = static_cast<uint64_t>(packets->as_int64());
+  }
+  return counters;
+}
+
+Status Steering::stop() {
+  tunnel_ifindex_ = 0;
+  auto status = cleanup_from_ledger(ledger_);
+  log::get("vpn")->info("instance={} steering stopped ok={}", options_.instance, bool(status));
+  return status;
+}
+
+}  // namespace steward::vpn

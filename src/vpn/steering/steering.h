@@ -1,0 +1,140 @@
+// Steering: the kernel state that sends admitted processes' intranet traffic into the TUN and
+// keeps everything else away from the intranet.
+//
+//   routing table <table>  intranet prefixes  dev <tun>   (only while the tunnel is up)
+//                          intranet prefixes  prohibit metric 4000   (always: fail closed)
+//   rule  fwmark <mark> lookup <table>  priority <priority>      (IPv4 and IPv6)
+//   rule  fwmark <mark> prohibit        priority <priority + 1>
+//   nft table inet <nft_table> (chains in the order a packet meets them):
+//     nat/output -100:    admitted DNS (udp/tcp 53) -> the gateway's first DNS server
+//     route/output -90:   destination in intranet, socket in admitted cgroup -> mark and ct
+//                         mark (restored for packets the kernel sends without a socket);
+//                         only while the tunnel is up. The mark reroutes into <table>.
+//     filter/output:      unmarked toward the intranet -> refused locally (tcp reset / icmp
+//                         admin-prohibited): admitted ones while the tunnel is down or has no
+//                         IPv6, everyone else always
+//     nat/postrouting:    marked into the TUN -> masquerade to the TUN's address
+//     filter/postrouting: toward the intranet, only marked packets into the TUN leave
+//   The gateway's addresses and split-exclude prefixes are never touched.
+//   docs/vpn-steering.md has the details and the limits.
+//
+// A default-route intranet (gateway sent no split-include) cannot be rejected for everyone:
+// then admitted traffic is tunnelled and other processes keep their normal routes.
+// IPv6: tunnelled when the tunnel has an IPv6 address, else admitted IPv6 toward the intranet
+// (and every IPv6 destination when the intranet is everything) is rejected.
+//
+// Every object is recorded in the ledger before it is created; stop() (and cleanup of a
+// crashed instance from its ledger) removes exactly those.
+//
+// A reconnect that changes the tunnel's address: set_tunnel_down(), close the TunDevice,
+// create and configure a new one (the ledger already names it), set_tunnel_up(). A change of
+// intranet prefixes or DNS servers needs a new plan: stop() and start() again.
+#pragma once
+
+#include "core/result.h"
+#include "vpn/cstp/tunnel_config.h"
+#include "vpn/steering/cgroup.h"
+#include "vpn/steering/ledger.h"
+
+#include <boost/asio/ip/address.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace steward::vpn {
+
+struct SteeringOptions {
+  std::string instance = "default";  // names the ledger file
+  std::string ledger_directory = "/run/steward-vpn";
+  std::string tun_name = "stw0";
+  int table = 7270;
+  int rule_priority = 7270;
+  uint32_t mark = 0x7270;
+  std::string nft_table = "steward";  // created as `inet <nft_table>`
+  std::string cgroup_path = "steward-vpn/admitted";
+  std::string cgroup2_fallback_mount = "/run/steward-vpn/cgroup2";
+  // Destinations always left alone: the gateway's own address (its TLS/DTLS traffic), and
+  // any other address that must keep its normal route. Split-exclude prefixes are added.
+  std::vector<boost::asio::ip::address> gateway_addresses;
+};
+
+// Packet counts from the nft table since start (or the last tunnel state change), for
+// status and metrics.
+struct SteeringCounters {
+  uint64_t tunnelled = 0;         // admitted packets that left into the TUN
+  uint64_t refused_admitted = 0;  // admitted, toward the intranet, but no tunnel for them
+  uint64_t refused_others = 0;    // unadmitted, toward the intranet
+  uint64_t dropped_late = 0;      // caught only after routing (should stay 0)
+};
+
+// What Steward steers: derived from the gateway's TunnelConfig.
+struct SteeringPlan {
+  std::vector<Prefix> intranet;                 // intranet_prefixes() plus DNS server host prefixes
+  std::vector<Prefix> exclude;                  // gateway addresses and split-exclude
+  std::optional<boost::asio::ip::address> dns;  // first DNS server, the DNAT target
+  bool tunnel_has_ipv6 = false;
+
+  // Fails with kInvalidArgument when the config has no IPv4 address, a DNS server is an
+  // unsupported family, or an intranet prefix contains a gateway address that is not excluded
+  // by a more specific exclude (the tunnel would route itself).
+  static Result<SteeringPlan> from(const TunnelConfig& config,
+                                   const std::vector<boost::asio::ip::address>& gateways);
+};
+
+// The nftables ruleset text for a plan (pure; unit-tested). `cgroup_nft_path` is the path nft
+// resolves below /sys/fs/cgroup, `cgroup_level` its depth.
+std::string render_nft_ruleset(const SteeringPlan& plan, const SteeringOptions& options,
+                               const std::string& cgroup_nft_path, int cgroup_level);
+
+// The live steering of one instance. Owned by the daemon's event loop; not thread-safe.
+// Destruction without stop() leaves the kernel state in place (as a crash would), so the
+// ledger, not the destructor, is the source of truth.
+class Steering {
+ public:
+  // Cleans up whatever a previous run of this instance left (from its ledger), then sets up
+  // the cgroup, rules, prohibit routes and nft table, in that order. The tunnel starts down.
+  // On any failure it says which piece failed ("nft table inet steward: ...") and removes
+  // what it had created: it never runs half set up.
+  static Result<std::unique_ptr<Steering>> start(const SteeringOptions& options,
+                                                 const SteeringPlan& plan);
+
+  // Adds (up) or removes (down) the routes through the TUN. While down, admitted intranet
+  // traffic hits the prohibit routes and is rejected locally. `tun_ifindex` must name a link
+  // in this namespace when going up.
+  Status set_tunnel_up(int tun_ifindex);
+  Status set_tunnel_down();
+  bool tunnel_up() const { return tunnel_ifindex_ != 0; }
+
+  // Reads the nft counters; kIo when the table cannot be listed.
+  Result<SteeringCounters> counters() const;
+
+  const AdmittedCgroup& cgroup() const { return cgroup_; }
+  const SteeringPlan& plan() const { return plan_; }
+  const SteeringOptions& options() const { return options_; }
+  Ledger& ledger() { return ledger_; }
+
+  // Removes everything recorded in the ledger (routes, rules, nft table, cgroup, a private
+  // cgroup2 mount, a TUN recorded by the caller) and the ledger itself.
+  Status stop();
+
+ private:
+  Steering(SteeringOptions options, SteeringPlan plan, Ledger ledger, AdmittedCgroup cgroup)
+      : options_(std::move(options)),
+        plan_(std::move(plan)),
+        ledger_(std::move(ledger)),
+        cgroup_(std::move(cgroup)) {}
+  SteeringOptions options_;
+  SteeringPlan plan_;
+  Ledger ledger_;
+  AdmittedCgroup cgroup_;
+  int tunnel_ifindex_ = 0;
+};
+
+// Cleans up a crashed instance from its ledger without starting anything (`disconnect` when
+// no daemon runs). ok when there is no ledger.
+Status cleanup_instance(const SteeringOptions& options);
+
+}  // namespace steward::vpn

@@ -1,0 +1,132 @@
+#include "vpn/tun/tun_device.h"
+
+#include "core/log.h"
+#include "vpn/steering/rtnl.h"
+
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <utility>
+
+namespace steward::vpn {
+namespace {
+
+// Replies come back from the gateway through the TUN, but the main table routes their
+// source out the normal interface; strict reverse-path filtering would drop them.
+// Without an IPv6 address the TUN would still send router and multicast listener
+// solicitations into the tunnel.
+void disable_ipv6(const std::string& name) {
+  std::ofstream file("/proc/sys/net/ipv6/conf/" + name + "/disable_ipv6");
+  file << "1\n";
+  if (!file) log::get("vpn")->warn("tun={} IPv6 could not be disabled", name);
+}
+
+void loosen_reverse_path_filter(const std::string& name) {
+  std::ofstream file("/proc/sys/net/ipv4/conf/" + name + "/rp_filter");
+  file << "2\n";
+  if (!file) log::get("vpn")->warn("tun={} rp_filter could not be set to loose", name);
+}
+
+}  // namespace
+
+Result<TunDevice> TunDevice::create(const std::string& name) {
+  if (name.empty() || name.size() >= IFNAMSIZ) {
+    return Error::make(ErrorCode::kInvalidArgument, "TUN name '{}' must be 1..{} bytes", name,
+                       IFNAMSIZ - 1);
+  }
+  if (rtnl::link_index(name)) {
+    return Error::make(ErrorCode::kAlreadyExists, "TUN {}: a link of that name exists", name);
+  }
+  int fd = ::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    return Error::make(ErrorCode::kIo, "TUN {}: cannot open /dev/net/tun: {}", name,
+                       std::strerror(errno));
+  }
+  ifreq request{};
+  request.ifr_flags = IFF_TUN | IFF_NO_PI;
+  std::memcpy(request.ifr_name, name.data(), name.size());
+  if (::ioctl(fd, TUNSETIFF, &request) < 0) {
+    int saved = errno;
+    ::close(fd);
+    return Error::make(ErrorCode::kIo, "TUN {}: TUNSETIFF: {}", name, std::strerror(saved));
+  }
+  auto index = rtnl::link_index(name);
+  if (!index) {
+    ::close(fd);
+    return index.error().wrap("TUN " + name);
+  }
+  return TunDevice(fd, name, *index);
+}
+
+TunDevice::TunDevice(TunDevice&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)),
+      name_(std::move(other.name_)),
+      ifindex_(std::exchange(other.ifindex_, 0)) {}
+
+TunDevice& TunDevice::operator=(TunDevice&& other) noexcept {
+  if (this != &other) {
+    close();
+    fd_ = std::exchange(other.fd_, -1);
+    name_ = std::move(other.name_);
+    ifindex_ = std::exchange(other.ifindex_, 0);
+  }
+  return *this;
+}
+
+TunDevice::~TunDevice() {
+  close();
+}
+
+void TunDevice::close() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+Status TunDevice::configure(const TunnelConfig& config) {
+  if (!config.address) {
+    return Error::make(ErrorCode::kInvalidArgument, "TUN {}: the tunnel has no IPv4 address",
+                       name_);
+  }
+  if (config.mtu > 0) {
+    if (auto status = set_mtu(config.mtu); !status) return status;
+  }
+  if (auto status = add_address(*config.address, config.netmask_length.value_or(32)); !status) {
+    return status;
+  }
+  if (!config.address6) disable_ipv6(name_);
+  if (config.address6) {
+    auto status = add_address(*config.address6, config.address6_length.value_or(128));
+    if (!status) return status;
+  }
+  loosen_reverse_path_filter(name_);
+  return set_up(true);
+}
+
+Status TunDevice::add_address(const boost::asio::ip::address& address, int prefix_length) {
+  return rtnl::add_address(ifindex_, address, prefix_length);
+}
+
+Status TunDevice::set_mtu(int mtu) {
+  if (mtu < 576 || mtu > 65535) {
+    return Error::make(ErrorCode::kInvalidArgument, "TUN {}: MTU {} is not in 576..65535", name_,
+                       mtu);
+  }
+  return rtnl::set_link_mtu(ifindex_, mtu);
+}
+
+Status TunDevice::set_up(bool up) {
+  return rtnl::set_link_up(ifindex_, up);
+}
+
+Status remove_link(const std::string& name) {
+  if (!rtnl::link_index(name)) return ok();
+  return rtnl::delete_link(name);
+}
+
+}  // namespace steward::vpn

@@ -1,0 +1,66 @@
+// The TUN device the tunnel reads and writes IP packets through (IFF_TUN | IFF_NO_PI: each
+// read or write is one whole IPv4 or IPv6 packet, no extra header).
+//
+// The device is not persistent: the kernel removes it, and every route through it, when the
+// last descriptor closes (also on SIGKILL). Steering keeps `prohibit` routes beside the TUN
+// routes so that admitted traffic is rejected, not leaked, while no TUN exists.
+// A daemon records the device in its steering ledger (LedgerEntry::Kind::kTun) before
+// create(), so cleanup after a crash also removes a device another process kept open.
+#pragma once
+
+#include "core/result.h"
+#include "vpn/cstp/tunnel_config.h"
+
+#include <boost/asio/ip/address.hpp>
+
+#include <string>
+
+namespace steward::vpn {
+
+// One TUN device and its descriptor. Move-only; the destructor closes the descriptor, which
+// removes the device. Not thread-safe: one owner (the daemon's event loop) configures it.
+class TunDevice {
+ public:
+  // Opens /dev/net/tun and creates the device `name` (at most 15 bytes, e.g. "stw0") in the
+  // calling thread's network namespace. Fails with kAlreadyExists when a link of that name
+  // exists, kIo when the kernel refuses (no /dev/net/tun, no CAP_NET_ADMIN).
+  static Result<TunDevice> create(const std::string& name);
+
+  TunDevice(TunDevice&& other) noexcept;
+  TunDevice& operator=(TunDevice&& other) noexcept;
+  TunDevice(const TunDevice&) = delete;
+  TunDevice& operator=(const TunDevice&) = delete;
+  ~TunDevice();
+
+  // Gives the device the tunnel's IPv4 address (and IPv6 address when the gateway sent one)
+  // and MTU, and brings it up. Addresses are added without a prefix route, so nothing reaches
+  // the TUN through the main table: only Steward's own routing table points at it.
+  Status configure(const TunnelConfig& config);
+
+  Status add_address(const boost::asio::ip::address& address, int prefix_length);
+  Status set_mtu(int mtu);
+  Status set_up(bool up);
+
+  // Non-blocking descriptor for reading and writing packets, e.g. with
+  // boost::asio::posix::stream_descriptor (dup() it: the stream_descriptor closes what it
+  // owns). Stays owned by this object.
+  int fd() const { return fd_; }
+  const std::string& name() const { return name_; }
+  int ifindex() const { return ifindex_; }
+
+  // Closes the descriptor now; the kernel removes the device and its routes.
+  void close();
+
+ private:
+  TunDevice(int fd, std::string name, int ifindex)
+      : fd_(fd), name_(std::move(name)), ifindex_(ifindex) {}
+  int fd_ = -1;
+  std::string name_;
+  int ifindex_ = 0;
+};
+
+// Deletes the link `name` if it exists (RTM_DELLINK); ok when there is none. Used by cleanup
+// after a crash, for a device recorded in the ledger.
+Status remove_link(const std::string& name);
+
+}  // namespace steward::vpn

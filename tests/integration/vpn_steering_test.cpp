@@ -1,0 +1,655 @@
+// The steering against the real kernel, in a client namespace joined to a peer by a veth
+// (tests/support/vpn_netns.h): admitted processes' intranet traffic arrives on the TUN, other
+// traffic toward the intranet is refused locally and never reaches the peer, and everything
+// Steward created goes away on stop and after a SIGKILL.
+#include "support/vpn_netns.h"
+#include "vpn/policy/admission.h"
+#include "vpn/policy/flow_check.h"
+#include "vpn/steering/steering.h"
+#include "vpn/tun/tun_device.h"
+
+#include <gtest/gtest.h>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/read.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <optional>
+#include <thread>
+#include <vector>
+
+namespace steward::vpn {
+namespace {
+
+namespace ip = boost::asio::ip;
+using namespace std::chrono_literals;
+using steward::testing::NetnsGuard;
+using steward::testing::VpnNetns;
+
+constexpr const char* kIntranetHost = "198.18.4.1";
+
+std::string tcp_connect(const std::string& host, int port) {
+  return fmt::format("exec 3<>/dev/tcp/{}/{}", host, port);
+}
+
+std::string udp_send(const std::string& host, int port) {
+  return fmt::format("echo query > /dev/udp/{}/{}", host, port);
+}
+
+// Exit status of a child, or -1 when it did not exit normally.
+int wait_exit(pid_t pid) {
+  int status = 0;
+  if (::waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) return -1;
+  return WEXITSTATUS(status);
+}
+
+pid_t spawn_unadmitted(const std::vector<std::string>& argv) {
+  std::vector<char*> arguments;
+  for (const auto& argument : argv)
+    arguments.push_back(const_cast<char*>(argument.c_str()));
+  arguments.push_back(nullptr);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    ::execvp(arguments[0], arguments.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
+class VpnSteering : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    tag_ = fmt::format("stw{}", ::getpid());
+    auto netns = VpnNetns::create(tag_);
+    ASSERT_TRUE(netns) << netns.error().message;
+    netns_.emplace(std::move(*netns));
+    directory_ = "/tmp/steward-steering-" + tag_;
+    std::filesystem::create_directories(directory_);
+
+    options_.instance = "test";
+    options_.ledger_directory = directory_ + "/run";
+    options_.tun_name = "stwt0";
+    options_.nft_table = "steward_test";
+    options_.cgroup_path = "steward-vpn-" + tag_ + "/admitted";
+    options_.cgroup2_fallback_mount = directory_ + "/cgroup2";
+    options_.gateway_addresses = {ip::make_address("198.18.0.1")};
+
+    config_.address = ip::make_address_v4("198.18.8.10");
+    config_.netmask_length = 24;
+    config_.mtu = 1400;
+    config_.dns = {ip::make_address("198.18.4.53")};
+    config_.split_include = {*Prefix::parse("198.18.4.0/24"),
+                             *Prefix::parse("64:ff9b::c612:400/120")};
+    enter_client();
+  }
+
+  void TearDown() override {
+    tun_.reset();
+    if (steering_) {
+      EXPECT_TRUE(steering_->stop());
+    }
+    steering_.reset();
+    if (guard_) (void)cleanup_instance(options_);
+    guard_.reset();
+    netns_.reset();
+    std::filesystem::remove_all(directory_);
+  }
+
+  void enter_client() {
+    auto guard = NetnsGuard::enter(netns_->client());
+    ASSERT_TRUE(guard) << guard.error().message;
+    guard_.emplace(std::move(*guard));
+  }
+
+  // Steering, then the TUN (recorded first, as the daemon does), then the tunnel routes.
+  void start(bool tunnel_up = true) {
+    auto plan = SteeringPlan::from(config_, options_.gateway_addresses);
+    ASSERT_TRUE(plan) << plan.error().message;
+    auto steering = Steering::start(options_, *plan);
+    ASSERT_TRUE(steering) << steering.error().message;
+    steering_ = std::move(*steering);
+    LedgerEntry tun_entry;
+    tun_entry.kind = LedgerEntry::Kind::kTun;
+    tun_entry.name = options_.tun_name;
+    ASSERT_TRUE(steering_->ledger().record(tun_entry));
+    auto tun = TunDevice::create(options_.tun_name);
+    ASSERT_TRUE(tun) << tun.error().message;
+    tun_.emplace(std::move(*tun));
+    auto configured = tun_->configure(config_);
+    ASSERT_TRUE(configured) << configured.error().message;
+    if (tunnel_up) {
+      auto up = steering_->set_tunnel_up(tun_->ifindex());
+      ASSERT_TRUE(up) << up.error().message;
+    }
+  }
+
+  pid_t spawn_admitted(const std::vector<std::string>& argv) {
+    auto pid = run_admitted(steering_->cgroup(), argv);
+    EXPECT_TRUE(pid) << pid.error().message;
+    return pid ? *pid : -1;
+  }
+
+  // Packets read from the TUN within `timeout`, until one satisfies `wanted`.
+  std::optional<std::vector<uint8_t>> read_tun_until(
+      const std::function<bool(const FlowKey&)>& wanted, std::chrono::milliseconds timeout) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    std::vector<uint8_t> packet(65536);
+    while (std::chrono::steady_clock::now() < deadline) {
+      pollfd ready{tun_->fd(), POLLIN, 0};
+      if (::poll(&ready, 1, 50) <= 0) continue;
+      ssize_t got = ::read(tun_->fd(), packet.data(), packet.size());
+      if (got <= 0) continue;
+      packet.resize(static_cast<size_t>(got));
+      auto flow = flow_of_packet(packet);
+      if (flow) tun_flows_.push_back(*flow);
+      if (flow && wanted(*flow)) return packet;
+      packet.resize(65536);
+    }
+    return std::nullopt;
+  }
+
+  static std::function<bool(const FlowKey&)> toward(const std::string& host, int port) {
+    auto address = ip::make_address(host);
+    return [address, port](const FlowKey& flow) {
+      return flow.destination == address && flow.destination_port == port;
+    };
+  }
+
+  static std::function<bool(const FlowKey&)> toward_intranet() {
+    std::vector<Prefix> intranet = {*Prefix::parse("198.18.4.0/24"),
+                                    *Prefix::parse("64:ff9b::c612:400/120")};
+    return [intranet](const FlowKey& flow) {
+      return std::any_of(intranet.begin(), intranet.end(),
+                         [&](const Prefix& prefix) { return prefix.contains(flow.destination); });
+    };
+  }
+
+  uint64_t intranet_at_peer() {
+    auto count = netns_->intranet_packets_at_peer();
+    EXPECT_TRUE(count) << count.error().message;
+    return count ? *count : ~0ull;
+  }
+
+  // Whatever Steward could have left in the client namespace and the cgroup tree.
+  void expect_nothing_left() {
+    auto rules = testing::shell("ip rule; ip -6 rule");
+    ASSERT_TRUE(rules);
+    EXPECT_EQ(rules->find("0x7270"), std::string::npos) << *rules;
+    auto routes = testing::shell(
+        fmt::format("ip route show table {0}; ip -6 route show table {0}", options_.table));
+    ASSERT_TRUE(routes);
+    EXPECT_EQ(*routes, "");
+    auto tables = testing::shell("nft list tables");
+    ASSERT_TRUE(tables);
+    EXPECT_EQ(tables->find(options_.nft_table), std::string::npos) << *tables;
+    auto link = testing::shell("ip link show " + options_.tun_name);
+    EXPECT_FALSE(link) << "the TUN is still there";
+    auto mount = find_cgroup2();
+    ASSERT_TRUE(mount);
+    EXPECT_FALSE(std::filesystem::exists(mount->path + "/steward-vpn-" + tag_));
+    EXPECT_FALSE(std::filesystem::exists(options_.ledger_directory + "/test.state"));
+  }
+
+  std::string tag_;
+  std::string directory_;
+  std::optional<VpnNetns> netns_;
+  std::optional<NetnsGuard> guard_;
+  SteeringOptions options_;
+  TunnelConfig config_;
+  std::unique_ptr<Steering> steering_;
+  std::optional<TunDevice> tun_;
+  std::vector<FlowKey> tun_flows_;
+};
+
+TEST_F(VpnSteering, AdmittedProcessAndItsGrandchildReachTheTunOverTcpAndUdp) {
+  start();
+
+  // The command itself, then a grandchild (sh -> timeout -> bash), over TCP; then UDP.
+  pid_t child = spawn_admitted({"timeout", "1", "bash", "-c", tcp_connect(kIntranetHost, 80)});
+  auto syn = read_tun_until(toward(kIntranetHost, 80), 2s);
+  wait_exit(child);
+  ASSERT_TRUE(syn) << "no SYN on the TUN from the admitted process";
+  EXPECT_EQ(flow_of_packet(*syn)->source, ip::make_address("198.18.8.10"));
+
+  pid_t parent = spawn_admitted(
+      {"sh", "-c", "timeout 1 bash -c '" + tcp_connect(kIntranetHost, 81) + "'; true"});
+  auto grandchild_syn = read_tun_until(toward(kIntranetHost, 81), 2s);
+  wait_exit(parent);
+  EXPECT_TRUE(grandchild_syn) << "no SYN on the TUN from the grandchild";
+
+  pid_t udp = spawn_admitted({"bash", "-c", udp_send(kIntranetHost, 7)});
+  auto datagram = read_tun_until(toward(kIntranetHost, 7), 2s);
+  EXPECT_EQ(wait_exit(udp), 0);
+  ASSERT_TRUE(datagram);
+  EXPECT_EQ(flow_of_packet(*datagram)->protocol, IPPROTO_UDP);
+
+  EXPECT_EQ(intranet_at_peer(), 0u);
+  auto counters = steering_->counters();
+  ASSERT_TRUE(counters) << counters.error().message;
+  EXPECT_GE(counters->tunnelled, 3u);
+  EXPECT_EQ(counters->refused_others, 0u);
+}
+
+TEST_F(VpnSteering, UnadmittedProcessIsRefusedLocallyAndNothingLeavesTowardTheIntranet) {
+  start();
+
+  pid_t tcp = spawn_unadmitted({"timeout", "5", "bash", "-c", tcp_connect(kIntranetHost, 80)});
+  EXPECT_EQ(wait_exit(tcp), 1) << "expected connection refused (a local TCP reset)";
+  pid_t udp = spawn_unadmitted({"bash", "-c", udp_send(kIntranetHost, 7)});
+  EXPECT_NE(wait_exit(udp), 0) << "the datagram should have been refused";
+  pid_t dns = spawn_unadmitted({"bash", "-c", udp_send("198.18.4.53", 53)});
+  EXPECT_NE(wait_exit(dns), 0) << "the intranet DNS server is closed to unadmitted processes";
+
+  EXPECT_FALSE(read_tun_until(toward_intranet(), 300ms));
+  EXPECT_EQ(intranet_at_peer(), 0u);
+  auto counters = steering_->counters();
+  ASSERT_TRUE(counters) << counters.error().message;
+  EXPECT_GE(counters->refused_others, 3u);
+  EXPECT_EQ(counters->tunnelled, 0u);
+  EXPECT_EQ(counters->dropped_late, 0u);
+}
+
+TEST_F(VpnSteering, ASecondStartOfARunningInstanceIsRefusedAndChangesNothing) {
+  start();
+  auto plan = SteeringPlan::from(config_, options_.gateway_addresses);
+  ASSERT_TRUE(plan);
+  auto second = Steering::start(options_, *plan);
+  ASSERT_FALSE(second);
+  EXPECT_EQ(second.error().code, ErrorCode::kConflict) << second.error().message;
+  EXPECT_EQ(cleanup_instance(options_).error().code, ErrorCode::kConflict);
+
+  pid_t pid = spawn_admitted({"bash", "-c", udp_send(kIntranetHost, 7)});
+  EXPECT_TRUE(read_tun_until(toward(kIntranetHost, 7), 2s)) << "the running steering was harmed";
+  wait_exit(pid);
+}
+
+TEST_F(VpnSteering, AdmitPidCoversNewConnectionsAndReportsOlderSockets) {
+  start();
+  std::string flag = directory_ + "/go";
+  std::string ready = directory_ + "/ready";
+  // Holds a listening TCP socket and a connected UDP socket from before admission, then
+  // connects once told to.
+  std::string script = fmt::format(
+      "import socket, os, time\n"
+      "l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen()\n"
+      "u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.connect(('198.18.0.1', 9))\n"
+      "open('{}', 'w').close()\n"
+      "while not os.path.exists('{}'): time.sleep(0.02)\n"
+      "c = socket.socket(); c.settimeout(1)\n"
+      "try: c.connect(('{}', 82))\n"
+      "except Exception as e: print(e)\n",
+      ready, flag, kIntranetHost);
+  pid_t pid = spawn_unadmitted({"python3", "-c", script});
+  for (int i = 0; i < 200 && !std::filesystem::exists(ready); ++i)
+    std::this_thread::sleep_for(20ms);
+  ASSERT_TRUE(std::filesystem::exists(ready));
+
+  // pyenv may put a shim between us and python: admit the process that holds the sockets.
+  auto holder = testing::shell(fmt::format("pgrep -P {} python3 || echo {}", pid, pid));
+  ASSERT_TRUE(holder);
+  pid_t target = std::stoi(*holder);
+  auto unadmitted = admit_process(steering_->cgroup(), target);
+  ASSERT_TRUE(unadmitted) << unadmitted.error().message;
+  EXPECT_TRUE(steering_->cgroup().contains(target));
+  int tcp = 0, udp = 0;
+  for (const auto& socket : *unadmitted)
+    (socket.protocol == IPPROTO_TCP ? tcp : udp)++;
+  EXPECT_EQ(tcp, 1);
+  EXPECT_EQ(udp, 1);
+  auto closed = close_sockets(*unadmitted);
+  ASSERT_TRUE(closed) << closed.error().message;
+  EXPECT_EQ(*closed, 1);
+
+  std::ofstream(flag).close();
+  auto syn = read_tun_until(toward(kIntranetHost, 82), 3s);
+  wait_exit(pid);
+  EXPECT_TRUE(syn) << "the admitted process's new connection did not reach the TUN";
+  EXPECT_EQ(intranet_at_peer(), 0u);
+}
+
+TEST_F(VpnSteering, ExecRuleAdmitsAProcessWhenItStarts) {
+  // A copy of bash under its own name, so that the rule matches only what this test starts.
+  std::string rule_binary = directory_ + "/stw-bash";
+  std::filesystem::copy_file("/bin/bash", rule_binary);
+  std::filesystem::permissions(rule_binary, std::filesystem::perms::owner_all);
+  start();
+
+  // The proc connector delivers only in the initial network namespace.
+  guard_.reset();
+  std::vector<pid_t> admitted;
+  auto watcher =
+      ExecRuleWatcher::start(steering_->cgroup(), {rule_binary},
+                             [&](pid_t pid, const std::string&) { admitted.push_back(pid); });
+  enter_client();
+  ASSERT_TRUE(watcher) << watcher.error().message;
+
+  pid_t pid = spawn_unadmitted({rule_binary, "-c",
+                                "sleep 0.5; timeout 1 " + rule_binary + " -c '" +
+                                    tcp_connect(kIntranetHost, 83) + "'; true"});
+  for (int i = 0; i < 100 && admitted.empty(); ++i) {
+    pollfd ready{watcher->fd(), POLLIN, 0};
+    ::poll(&ready, 1, 20);
+    auto polled = watcher->poll_once();
+    ASSERT_TRUE(polled) << polled.error().message;
+  }
+  ASSERT_FALSE(admitted.empty()) << "the exec rule did not admit the process";
+  EXPECT_EQ(admitted.front(), pid);
+  auto syn = read_tun_until(toward(kIntranetHost, 83), 3s);
+  wait_exit(pid);
+  EXPECT_TRUE(syn);
+  EXPECT_EQ(intranet_at_peer(), 0u);
+}
+
+TEST_F(VpnSteering, TunnelDownRefusesAdmittedTrafficAndNothingLeaves) {
+  start();
+  ASSERT_TRUE(steering_->set_tunnel_down());
+
+  pid_t tcp = spawn_admitted({"timeout", "5", "bash", "-c", tcp_connect(kIntranetHost, 80)});
+  EXPECT_EQ(wait_exit(tcp), 1) << "expected a local refusal while the tunnel is down";
+  pid_t udp = spawn_admitted({"bash", "-c", udp_send(kIntranetHost, 7)});
+  EXPECT_NE(wait_exit(udp), 0);
+
+  EXPECT_FALSE(read_tun_until(toward_intranet(), 300ms));
+  EXPECT_EQ(intranet_at_peer(), 0u);
+  auto counters = steering_->counters();
+  ASSERT_TRUE(counters);
+  EXPECT_GE(counters->refused_admitted, 2u);
+
+  // And up again: the same traffic is tunnelled.
+  ASSERT_TRUE(steering_->set_tunnel_up(tun_->ifindex()));
+  pid_t again = spawn_admitted({"bash", "-c", udp_send(kIntranetHost, 7)});
+  EXPECT_TRUE(read_tun_until(toward(kIntranetHost, 7), 2s));
+  wait_exit(again);
+}
+
+TEST_F(VpnSteering, AdmittedIpv6WithAnIpv4OnlyTunnelIsRefusedNotLeaked) {
+  start();
+  pid_t tcp = spawn_admitted({"timeout", "5", "bash", "-c", tcp_connect("64:ff9b::c612:401", 80)});
+  EXPECT_EQ(wait_exit(tcp), 1) << "expected a local refusal of IPv6 toward the intranet";
+  pid_t udp = spawn_admitted({"bash", "-c", udp_send("64:ff9b::c612:401", 7)});
+  EXPECT_NE(wait_exit(udp), 0);
+  EXPECT_FALSE(read_tun_until(toward_intranet(), 300ms));
+  EXPECT_EQ(intranet_at_peer(), 0u);
+}
+
+TEST_F(VpnSteering, AdmittedDnsGoesToTheGatewayDnsThroughTheTunOthersAreUntouched) {
+  start();
+  pid_t admitted = spawn_admitted({"bash", "-c", udp_send("198.18.0.1", 53)});
+  auto query = read_tun_until(toward("198.18.4.53", 53), 2s);
+  wait_exit(admitted);
+  ASSERT_TRUE(query) << "the admitted query did not arrive on the TUN for the gateway's DNS";
+  EXPECT_EQ(flow_of_packet(*query)->source, ip::make_address("198.18.8.10"));
+  auto before = netns_->dns_packets_at_peer();
+  ASSERT_TRUE(before);
+  EXPECT_EQ(*before, 0u) << "the admitted query also left through the normal route";
+
+  pid_t other = spawn_unadmitted({"bash", "-c", udp_send("198.18.0.1", 53)});
+  EXPECT_EQ(wait_exit(other), 0);
+  auto after = netns_->dns_packets_at_peer();
+  ASSERT_TRUE(after);
+  EXPECT_EQ(*after, 1u) << "an unadmitted query should go to its resolver unchanged";
+  EXPECT_FALSE(read_tun_until(toward("198.18.4.53", 53), 300ms));
+}
+
+TEST_F(VpnSteering, FlowCheckPassesAdmittedFlowsAndDropsOthers) {
+  start();
+  SystemClock clock;
+  FlowCheck check(steering_->cgroup().id(), clock);
+
+  pid_t child = spawn_admitted({"timeout", "1", "bash", "-c", tcp_connect(kIntranetHost, 84)});
+  auto syn = read_tun_until(toward(kIntranetHost, 84), 2s);
+  ASSERT_TRUE(syn);
+  auto owner = find_socket_owner(*flow_of_packet(*syn));
+  ASSERT_TRUE(owner) << owner.error().message;
+  ASSERT_TRUE(*owner) << "no socket found for the admitted flow";
+  EXPECT_EQ((*owner)->cgroup_id, steering_->cgroup().id());
+  EXPECT_EQ(check.check(*syn), FlowCheck::Decision::kPass);
+  wait_exit(child);
+
+  // A socket of this (unadmitted) test process, and a packet claiming to be its flow.
+  int socket = ::socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in remote{};
+  remote.sin_family = AF_INET;
+  remote.sin_port = htons(9);
+  ::inet_pton(AF_INET, kIntranetHost, &remote.sin_addr);
+  ASSERT_EQ(::connect(socket, reinterpret_cast<sockaddr*>(&remote), sizeof(remote)), 0);
+  sockaddr_in local{};
+  socklen_t length = sizeof(local);
+  ::getsockname(socket, reinterpret_cast<sockaddr*>(&local), &length);
+  std::vector<uint8_t> forged(28, 0);
+  forged[0] = 0x45;
+  forged[9] = IPPROTO_UDP;
+  std::memcpy(&forged[12], &local.sin_addr, 4);
+  std::memcpy(&forged[16], &remote.sin_addr, 4);
+  std::memcpy(&forged[20], &local.sin_port, 2);
+  std::memcpy(&forged[22], &remote.sin_port, 2);
+  EXPECT_EQ(check.check(forged), FlowCheck::Decision::kDrop);
+  EXPECT_EQ(check.check(forged), FlowCheck::Decision::kDrop);
+  EXPECT_EQ(check.lookups(), 2u) << "the second packet of a flow should hit the cache";
+  ::close(socket);
+}
+
+TEST_F(VpnSteering, StopRemovesEverythingItCreated) {
+  start();
+  pid_t child = spawn_admitted({"sleep", "0.2"});
+  ASSERT_TRUE(steering_->stop());
+  steering_.reset();
+  tun_.reset();
+  wait_exit(child);
+  expect_nothing_left();
+}
+
+TEST_F(VpnSteering, StartAfterASigkilledInstanceRemovesWhatItLeft) {
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  pid_t holder = ::fork();
+  if (holder == 0) {
+    // The instance that will be killed: full steering, a TUN, the tunnel up.
+    ::close(ready[0]);
+    start();
+    (void)run_admitted(steering_->cgroup(), {"sleep", "30"});
+    (void)!::write(ready[1], "x", 1);
+    ::pause();
+    ::_exit(0);
+  }
+  ::close(ready[1]);
+  char byte = 0;
+  ASSERT_EQ(::read(ready[0], &byte, 1), 1) << "the holder did not start its steering";
+  ::close(ready[0]);
+  ::kill(holder, SIGKILL);
+  ::waitpid(holder, nullptr, 0);
+
+  // It left its table, rules and cgroup behind (its TUN went with its descriptor).
+  auto tables = testing::shell("nft list tables");
+  ASSERT_TRUE(tables);
+  EXPECT_NE(tables->find(options_.nft_table), std::string::npos);
+  auto rules = testing::shell("ip rule");
+  ASSERT_TRUE(rules);
+  EXPECT_NE(rules->find("fwmark 0x7270 lookup 7270"), std::string::npos) << *rules;
+
+  start();
+  ASSERT_TRUE(steering_->stop());
+  steering_.reset();
+  tun_.reset();
+  expect_nothing_left();
+}
+
+TEST_F(VpnSteering, RefusesToStartWhenAPieceCannotBeSetUpAndLeavesOthersAlone) {
+  // Someone else's nft table of the same name.
+  ASSERT_TRUE(testing::shell("nft add table inet " + options_.nft_table));
+  auto plan = SteeringPlan::from(config_, options_.gateway_addresses);
+  ASSERT_TRUE(plan);
+  auto steering = Steering::start(options_, *plan);
+  ASSERT_FALSE(steering);
+  EXPECT_NE(steering.error().message.find("nft table inet steward_test"), std::string::npos)
+      << steering.error().message;
+
+  auto tables = testing::shell("nft list tables");
+  ASSERT_TRUE(tables);
+  EXPECT_NE(tables->find(options_.nft_table), std::string::npos) << "the foreign table was removed";
+  auto rules = testing::shell("ip rule");
+  ASSERT_TRUE(rules);
+  EXPECT_EQ(rules->find("0x7270"), std::string::npos) << *rules;
+  ASSERT_TRUE(testing::shell("nft delete table inet " + options_.nft_table));
+}
+
+TEST_F(VpnSteering, RepliesWrittenToTheTunReachTheAdmittedProcess) {
+  start();
+  std::string script = fmt::format(
+      "import socket, sys\n"
+      "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3)\n"
+      "s.sendto(b'ping', ('{}', 7))\n"
+      "data, peer = s.recvfrom(100)\n"
+      "sys.exit(0 if data == b'ping' and peer == ('{}', 7) else 3)\n",
+      kIntranetHost, kIntranetHost);
+  pid_t pid = spawn_admitted({"python3", "-c", script});
+  auto request = read_tun_until(toward(kIntranetHost, 7), 3s);
+  ASSERT_TRUE(request);
+
+  // The echo: addresses and ports swapped, which leaves both checksums valid.
+  auto reply = *request;
+  size_t header = (reply[0] & 0x0f) * 4u;
+  std::swap_ranges(reply.begin() + 12, reply.begin() + 16, reply.begin() + 16);
+  std::swap_ranges(reply.begin() + header, reply.begin() + header + 2, reply.begin() + header + 2);
+  ASSERT_EQ(::write(tun_->fd(), reply.data(), reply.size()), static_cast<ssize_t>(reply.size()));
+  EXPECT_EQ(wait_exit(pid), 0) << "the admitted process did not get the reply from the TUN";
+}
+
+TEST_F(VpnSteering, TheGatewayKeepsItsNormalRouteEvenForAdmittedProcesses) {
+  start();
+  pid_t pid = spawn_admitted({"timeout", "5", "bash", "-c", tcp_connect("198.18.0.1", 443)});
+  EXPECT_EQ(wait_exit(pid), 1) << "the peer has no listener on 443 and answers with a reset";
+  auto at_gateway = netns_->counter("gateway");
+  ASSERT_TRUE(at_gateway);
+  EXPECT_GE(*at_gateway, 1u) << "the admitted process's packet to the gateway did not go out";
+  EXPECT_FALSE(read_tun_until(toward("198.18.0.1", 443), 300ms));
+}
+
+TEST_F(VpnSteering, FullTunnelCarriesEverythingAdmittedAndLeavesOthersTheirRoutes) {
+  config_.split_include.clear();
+  start();
+
+  pid_t admitted = spawn_admitted({"bash", "-c", udp_send("198.18.6.1", 7)});
+  EXPECT_TRUE(read_tun_until(toward("198.18.6.1", 7), 2s));
+  EXPECT_EQ(wait_exit(admitted), 0);
+  auto outside = netns_->counter("outside");
+  ASSERT_TRUE(outside);
+  EXPECT_EQ(*outside, 0u) << "admitted traffic left outside the tunnel";
+
+  pid_t other = spawn_unadmitted({"bash", "-c", udp_send("198.18.6.1", 7)});
+  EXPECT_EQ(wait_exit(other), 0);
+  outside = netns_->counter("outside");
+  ASSERT_TRUE(outside);
+  EXPECT_EQ(*outside, 1u) << "an unadmitted process should keep its normal route";
+
+  pid_t gateway = spawn_admitted({"timeout", "5", "bash", "-c", tcp_connect("198.18.0.1", 443)});
+  EXPECT_EQ(wait_exit(gateway), 1);
+  auto at_gateway = netns_->counter("gateway");
+  ASSERT_TRUE(at_gateway);
+  EXPECT_GE(*at_gateway, 1u) << "the tunnel's own traffic to the gateway must not be tunnelled";
+
+  pid_t v6 = spawn_admitted({"timeout", "5", "bash", "-c", tcp_connect("64:ff9b::c612:601", 80)});
+  EXPECT_EQ(wait_exit(v6), 1) << "IPv6 of an admitted process without an IPv6 tunnel is refused";
+}
+
+TEST_F(VpnSteering, UsesAPrivateCgroup2MountWhereSysIsRemountedAsUnderIpNetnsExec) {
+  std::string fallback = options_.cgroup2_fallback_mount;
+  pid_t child = ::fork();
+  if (child == 0) {
+    // What `ip netns exec` does to /sys: a fresh sysfs with no cgroup mounts below it.
+    if (::unshare(CLONE_NEWNS) != 0 ||
+        ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        ::umount2("/sys", MNT_DETACH) != 0 || ::mount("sysfs", "/sys", "sysfs", 0, nullptr) != 0) {
+      ::_exit(10);
+    }
+    if (find_cgroup2()) ::_exit(11);
+    start();
+    if (HasFatalFailure() || !steering_) ::_exit(12);
+    if (!steering_->cgroup().path().starts_with(fallback)) ::_exit(13);
+    pid_t admitted = spawn_admitted({"bash", "-c", udp_send(kIntranetHost, 7)});
+    bool tunnelled = read_tun_until(toward(kIntranetHost, 7), 2s).has_value();
+    wait_exit(admitted);
+    if (!tunnelled) ::_exit(14);
+    if (!steering_->stop()) ::_exit(15);
+    ::_exit(0);
+  }
+  EXPECT_EQ(wait_exit(child), 0)
+      << "10 namespace setup, 11 cgroup2 still visible, 12 start failed, 13 not the private "
+         "mount, 14 admitted traffic not tunnelled, 15 stop failed";
+  EXPECT_FALSE(std::filesystem::exists(fallback)) << "the private mount point was left";
+  expect_nothing_left();
+}
+
+TEST_F(VpnSteering, Ipv6IsTunnelledWhenTheTunnelHasIpv6) {
+  config_.address6 = ip::make_address_v6("64:ff9b::c612:80a");
+  config_.address6_length = 128;
+  start();
+  pid_t pid = spawn_admitted({"timeout", "1", "bash", "-c", tcp_connect("64:ff9b::c612:401", 80)});
+  auto syn = read_tun_until(toward("64:ff9b::c612:401", 80), 2s);
+  wait_exit(pid);
+  ASSERT_TRUE(syn) << "the admitted IPv6 connection did not reach the TUN";
+  EXPECT_EQ(flow_of_packet(*syn)->source, ip::make_address("64:ff9b::c612:80a"));
+  EXPECT_EQ(intranet_at_peer(), 0u);
+}
+
+TEST_F(VpnSteering, TheTunDescriptorWorksWithAsio) {
+  start();
+  boost::asio::io_context io;
+  boost::asio::posix::stream_descriptor stream(io, ::dup(tun_->fd()));
+  std::array<uint8_t, 2048> buffer{};
+  std::optional<FlowKey> received;
+  std::function<void()> read_next = [&] {
+    stream.async_read_some(
+        boost::asio::buffer(buffer), [&](boost::system::error_code ec, size_t size) {
+          if (ec) return;
+          auto flow = flow_of_packet(std::span<const uint8_t>(buffer.data(), size));
+          if (flow && flow->destination_port == 7) {
+            received = *flow;
+            return;
+          }
+          read_next();
+        });
+  };
+  read_next();
+  pid_t pid = spawn_admitted({"bash", "-c", udp_send(kIntranetHost, 7)});
+  io.run_for(2s);
+  wait_exit(pid);
+  ASSERT_TRUE(received) << "no packet through the Asio stream";
+  EXPECT_EQ(received->destination, ip::make_address(kIntranetHost));
+}
+
+TEST_F(VpnSteering, BadAdmissionRequestsSaySoAndChangeNothing) {
+  start();
+  auto missing = run_admitted(steering_->cgroup(), {"/nonexistent/steward-command"});
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().message.find("/nonexistent/steward-command"), std::string::npos);
+  EXPECT_FALSE(run_admitted(steering_->cgroup(), {}));
+
+  auto no_process = admit_process(steering_->cgroup(), 0);
+  ASSERT_FALSE(no_process);
+  EXPECT_EQ(no_process.error().code, ErrorCode::kNotFound);
+  auto members = steering_->cgroup().processes();
+  ASSERT_TRUE(members);
+  EXPECT_TRUE(members->empty());
+
+  auto rule = ExecRuleWatcher::start(steering_->cgroup(), {"/nonexistent/steward-command"});
+  EXPECT_FALSE(rule);
+}
+
+}  // namespace
+}  // namespace steward::vpn
