@@ -2,6 +2,7 @@
 #include "cli/agent_commands.h"
 #include "cli/api_client.h"
 #include "cli/controller_commands.h"
+#include "cli/vpn_commands.h"
 
 #include <CLI/CLI.hpp>
 
@@ -14,6 +15,7 @@ int main(int argc, char** argv) {
   std::function<int()> action;
   steward::cli::add_controller_commands(app, action);
   steward::cli::add_agent_commands(app, action);
+  steward::cli::add_vpn_commands(app, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {

@@ -4,9 +4,13 @@
 #include "support/vpn_lab.h"
 #include "support/vpn_session_runner.h"
 
+#include "vpn/cstp/auth.h"
+#include "vpn/cstp/https.h"
 #include "vpn/cstp/session.h"
 
 #include <gtest/gtest.h>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 
 #include <atomic>
 
@@ -70,6 +74,53 @@ class VpnSessionTest : public ::testing::Test {
     return text;
   }
 
+  // Logs in from the client namespace with `tls` instead of the lab's defaults.
+  Result<cstp::SessionCookie> login_with(const cstp::TlsOptions& tls,
+                                         cstp::Credentials credentials = {VpnLab::kUsername,
+                                                                          VpnLab::kPassword, ""}) {
+    Result<cstp::SessionCookie> result = Error{};
+    auto ran = VpnLab::run_in(lab_->client_ns(), [&] {
+      boost::asio::io_context io;
+      cstp::LoginOptions login;
+      login.url = *cstp::GatewayUrl::parse(lab_->gateway_url());
+      login.tls = tls;
+      login.credentials = credentials;
+      login.timeout = 5s;
+      cstp::async_login(io, login, [&](Result<cstp::SessionCookie> done) { result = done; });
+      io.run();
+    });
+    EXPECT_TRUE(ran);
+    return result;
+  }
+
+  // The HTTP status the gateway answers a CONNECT with `cookie`.
+  int connect_status(const std::string& cookie) {
+    int status = -1;
+    auto ran = VpnLab::run_in(lab_->client_ns(), [&] {
+      boost::asio::io_context io;
+      boost::asio::co_spawn(
+          io,
+          [&]() -> boost::asio::awaitable<void> {
+            cstp::TlsOptions tls;
+            tls.ca_file = lab_->ca_file();
+            auto url = *cstp::GatewayUrl::parse(lab_->gateway_url());
+            auto connection = co_await cstp::connect_gateway(url, tls, 5s);
+            if (!connection) co_return;
+            auto request = fmt::format(
+                "CONNECT /CSCOSSLC/tunnel HTTP/1.1\r\nHost: {}\r\nUser-Agent: Open AnyConnect "
+                "VPN Agent v9.01\r\nCookie: webvpn={}\r\nX-CSTP-Version: 1\r\n\r\n",
+                url.host, cookie);
+            if (!co_await cstp::write_all(*connection, request)) co_return;
+            auto head = co_await cstp::read_head(*connection);
+            status = head ? head->status : 0;
+          },
+          boost::asio::detached);
+      io.run();
+    });
+    EXPECT_TRUE(ran);
+    return status;
+  }
+
   std::unique_ptr<VpnLab> lab_;
   GatewayOptions gateway_options_;
 };
@@ -78,8 +129,8 @@ TEST_F(VpnSessionTest, PasswordLoginOpensTunnelWithGatewayConfiguration) {
   start_gateway();
   SessionRunner runner(lab_->client_ns(), options());
   runner.start();
-  ASSERT_TRUE(runner.wait_for(SessionState::kConnected, 10s))
-      << states(runner) << "\n" << lab_->gateway_log();
+  ASSERT_TRUE(runner.wait_for(SessionState::kConnected, 10s)) << states(runner) << "\n"
+                                                              << lab_->gateway_log();
 
   auto config = runner.config();
   ASSERT_TRUE(config.address);
@@ -95,6 +146,281 @@ TEST_F(VpnSessionTest, PasswordLoginOpensTunnelWithGatewayConfiguration) {
   EXPECT_EQ(config.dpd, std::chrono::seconds(gateway_options_.dpd_seconds));
   EXPECT_EQ(config.keepalive, std::chrono::seconds(gateway_options_.keepalive_seconds));
   expect_ping(runner);
+}
+
+TEST_F(VpnSessionTest, CertificateLoginOpensTunnel) {
+  GatewayOptions gateway;
+  gateway.auth = GatewayOptions::Auth::kCertificate;
+  start_gateway(gateway);
+  auto session_options = options();
+  session_options.credentials = {};
+  session_options.tls.client_cert_file = lab_->client_cert_file();
+  session_options.tls.client_key_file = lab_->client_key_file();
+  SessionRunner runner(lab_->client_ns(), session_options);
+  runner.start();
+  ASSERT_TRUE(runner.wait_for(SessionState::kConnected, 10s)) << states(runner) << "\n"
+                                                              << lab_->gateway_log();
+  expect_ping(runner);
+}
+
+TEST_F(VpnSessionTest, CertificateGatewayRefusesClientWithoutCertificate) {
+  GatewayOptions gateway;
+  gateway.auth = GatewayOptions::Auth::kCertificate;
+  start_gateway(gateway);
+  cstp::TlsOptions tls;
+  tls.ca_file = lab_->ca_file();
+  auto cookie = login_with(tls, {});
+  ASSERT_FALSE(cookie);
+  EXPECT_TRUE(cookie.error().code == ErrorCode::kUnauthenticated ||
+              cookie.error().code == ErrorCode::kUnavailable)
+      << cookie.error().message;
+}
+
+TEST_F(VpnSessionTest, WrongPasswordEndsSessionWithClearError) {
+  start_gateway();
+  auto session_options = options();
+  session_options.credentials.password = "wrong";
+  SessionRunner runner(lab_->client_ns(), session_options);
+  runner.start();
+  auto down = runner.wait_for(SessionState::kDown, 10s);
+  ASSERT_TRUE(down) << states(runner);
+  ASSERT_TRUE(down->error);
+  EXPECT_EQ(down->error->code, ErrorCode::kUnauthenticated) << down->error->message;
+  EXPECT_NE(down->error->message.find("refused the login"), std::string::npos)
+      << down->error->message;
+  EXPECT_FALSE(runner.wait_for(SessionState::kConnected, 0ms));
+}
+
+TEST_F(VpnSessionTest, UnknownUserIsRefused) {
+  start_gateway();
+  cstp::TlsOptions tls;
+  tls.ca_file = lab_->ca_file();
+  auto cookie = login_with(tls, {"mallory", VpnLab::kPassword, ""});
+  ASSERT_FALSE(cookie);
+  EXPECT_EQ(cookie.error().code, ErrorCode::kUnauthenticated) << cookie.error().message;
+}
+
+TEST_F(VpnSessionTest, GatewayCertificateFromAnotherCaIsRefused) {
+  start_gateway();
+  cstp::TlsOptions tls;
+  tls.ca_file = lab_->other_ca_file();
+  auto cookie = login_with(tls);
+  ASSERT_FALSE(cookie);
+  EXPECT_EQ(cookie.error().code, ErrorCode::kUnavailable);
+  EXPECT_NE(cookie.error().message.find("not trusted by the CA file"), std::string::npos)
+      << cookie.error().message;
+}
+
+TEST_F(VpnSessionTest, GatewayCertificateForAnotherNameIsRefused) {
+  start_gateway();
+  cstp::TlsOptions tls;
+  tls.ca_file = lab_->ca_file();
+  tls.server_name = "intranet-gateway.example.test";
+  auto cookie = login_with(tls);
+  ASSERT_FALSE(cookie);
+  EXPECT_NE(cookie.error().message.find("is not valid for the name"), std::string::npos)
+      << cookie.error().message;
+}
+
+TEST_F(VpnSessionTest, GatewayNameFromCertificateIsAccepted) {
+  start_gateway();
+  cstp::TlsOptions tls;
+  tls.ca_file = lab_->ca_file();
+  tls.server_name = VpnLab::kServerName;
+  auto cookie = login_with(tls);
+  ASSERT_TRUE(cookie) << cookie.error().message;
+  EXPECT_FALSE(cookie->empty());
+  EXPECT_EQ(cookie->redacted(), "<redacted>");
+}
+
+TEST_F(VpnSessionTest, WrongPinIsRefusedAndRightPinAccepted) {
+  start_gateway();
+  auto other_pin = cstp::public_key_pin_of_certificate(lab_->other_ca_file());
+  ASSERT_TRUE(other_pin) << other_pin.error().message;
+  cstp::TlsOptions tls;
+  tls.pin_sha256 = *other_pin;
+  auto refused = login_with(tls);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("does not match the pin"), std::string::npos)
+      << refused.error().message;
+
+  auto pin = cstp::public_key_pin_of_certificate(lab_->server_cert_file());
+  ASSERT_TRUE(pin) << pin.error().message;
+  tls.pin_sha256 = *pin;
+  auto accepted = login_with(tls);
+  EXPECT_TRUE(accepted) << accepted.error().message;
+}
+
+TEST_F(VpnSessionTest, DtlsCarriesDataWhenOffered) {
+  start_gateway();
+  SessionRunner runner(lab_->client_ns(), options());
+  runner.start();
+  ASSERT_TRUE(runner.wait_for(SessionState::kConnected, 10s)) << states(runner);
+  for (int i = 0; i < 50 && runner.data_channel() != cstp::DataChannel::kDtls; ++i) {
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_EQ(runner.data_channel(), cstp::DataChannel::kDtls) << lab_->gateway_log();
+  expect_ping(runner);
+  auto counters = runner.counters();
+  EXPECT_GT(counters.dtls.tx_packets, 0u);
+  EXPECT_GT(counters.dtls.rx_packets, 0u);
+  EXPECT_EQ(counters.cstp.tx_packets, 0u);
+}
+
+TEST_F(VpnSessionTest, BlockedDtlsFallsBackToCstp) {
+  start_gateway();
+  ASSERT_TRUE(lab_->block_dtls(true));
+  auto session_options = options();
+  session_options.dtls_handshake_timeout = 1s;
+  SessionRunner runner(lab_->client_ns(), session_options);
+  runner.start();
+  ASSERT_TRUE(runner.wait_for(SessionState::kConnected, 10s)) << states(runner);
+  for (int i = 0; i < 50 && runner.counters().dtls_failures == 0; ++i) {
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_EQ(runner.counters().dtls_failures, 1u);
+  EXPECT_EQ(runner.data_channel(), cstp::DataChannel::kCstp);
+  expect_ping(runner);
+  auto counters = runner.counters();
+  EXPECT_GT(counters.cstp.rx_packets, 0u);
+  EXPECT_EQ(counters.dtls.tx_packets, 0u);
+}
+
+TEST_F(VpnSessionTest, GatewayWithoutDtlsCarriesDataOverCstp) {
+  GatewayOptions gateway;
+  gateway.dtls = false;
+  start_gateway(gateway);
+  SessionRunner runner(lab_->client_ns(), options());
+  runner.start();
+  ASSERT_TRUE(runner.wait_for(SessionState::kConnected, 10s)) << states(runner);
+  EXPECT_FALSE(runner.config().dtls_port);
+  expect_ping(runner);
+  auto counters = runner.counters();
+  EXPECT_GT(counters.cstp.rx_packets, 0u);
+  EXPECT_EQ(counters.dtls_failures, 0u);
+  EXPECT_EQ(runner.data_channel(), cstp::DataChannel::kCstp);
+}
+
+TEST_F(VpnSessionTest, SilentGatewayIsDetectedAndTunnelComesBackWithSameCookie) {
+  start_gateway();
+  SessionRunner runner(lab_->client_ns(), options());
+  runner.start();
+  ASSERT_TRUE(runner.wait_for(SessionState::kConnected, 10s)) << states(runner);
+  auto address = runner.config().address;
+
+  ASSERT_TRUE(lab_->blackhole_gateway(true));
+  auto reconnecting = runner.wait_for(SessionState::kReconnecting, 15s);
+  ASSERT_TRUE(reconnecting) << states(runner);
+  ASSERT_TRUE(reconnecting->error);
+  EXPECT_NE(reconnecting->error->message.find("dead peer"), std::string::npos)
+      << reconnecting->error->message;
+  EXPECT_EQ(runner.send(icmp_echo_request(address->to_string(), VpnLab::kIntranetAddress, 1, 1))
+                .error()
+                .code,
+            ErrorCode::kUnavailable);
+
+  ASSERT_TRUE(lab_->blackhole_gateway(false));
+  for (int i = 0; i < 100 && runner.counters().reconnects == 0; ++i) {
+    std::this_thread::sleep_for(100ms);
+  }
+  auto counters = runner.counters();
+  EXPECT_EQ(counters.reconnects, 1u) << states(runner);
+  EXPECT_EQ(counters.reauthentications, 0u);
+  EXPECT_GT(counters.dropped_while_down, 0u);
+  EXPECT_EQ(runner.config().address, address);
+  expect_ping(runner);
+}
+
+TEST_F(VpnSessionTest, GatewayRestartRefusesCookieAndSessionLogsInAgain) {
+  start_gateway();
+  SessionRunner runner(lab_->client_ns(), options());
+  runner.start();
+  ASSERT_TRUE(runner.wait_for(SessionState::kConnected, 10s)) << states(runner);
+  auto first_cookie = runner.cookie();
+
+  auto restarted = lab_->restart_gateway(gateway_options_);
+  ASSERT_TRUE(restarted) << restarted.error().message;
+  ASSERT_TRUE(runner.wait_for(SessionState::kReconnecting, 15s)) << states(runner);
+  for (int i = 0; i < 100 && runner.counters().reconnects == 0; ++i) {
+    std::this_thread::sleep_for(100ms);
+  }
+  auto counters = runner.counters();
+  EXPECT_EQ(counters.reconnects, 1u) << states(runner) << "\n" << lab_->gateway_log();
+  EXPECT_EQ(counters.reauthentications, 1u);
+  EXPECT_NE(runner.cookie(), first_cookie);
+  expect_ping(runner);
+}
+
+TEST_F(VpnSessionTest, ReconnectWithAnotherAddressEndsSessionByDefault) {
+  start_gateway();
+  SessionRunner runner(lab_->client_ns(), options());
+  runner.start();
+  ASSERT_TRUE(runner.wait_for(SessionState::kConnected, 10s)) << states(runner);
+
+  auto other = gateway_options_;
+  other.other_pool = true;
+  auto restarted = lab_->restart_gateway(other);
+  ASSERT_TRUE(restarted) << restarted.error().message;
+  auto down = runner.wait_for(SessionState::kDown, 20s);
+  ASSERT_TRUE(down) << states(runner);
+  ASSERT_TRUE(down->error);
+  EXPECT_EQ(down->error->code, ErrorCode::kConflict);
+  EXPECT_NE(down->error->message.find("changed the tunnel address"), std::string::npos)
+      << down->error->message;
+}
+
+TEST_F(VpnSessionTest, ReconnectWithAnotherAddressIsReportedAndOwnerMayAccept) {
+  start_gateway();
+  SessionRunner runner(lab_->client_ns(), options(), cstp::AddressChangeDecision::kAccept);
+  runner.start();
+  ASSERT_TRUE(runner.wait_for(SessionState::kConnected, 10s)) << states(runner);
+
+  auto other = gateway_options_;
+  other.other_pool = true;
+  auto restarted = lab_->restart_gateway(other);
+  ASSERT_TRUE(restarted) << restarted.error().message;
+  for (int i = 0; i < 150 && runner.counters().reconnects == 0; ++i) {
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_EQ(runner.address_changes(), 1) << states(runner);
+  auto address = runner.config().address;
+  ASSERT_TRUE(address);
+  EXPECT_TRUE(vpn::Prefix::parse(VpnLab::kOtherPool)->contains(*address)) << address->to_string();
+  expect_ping(runner);
+}
+
+TEST_F(VpnSessionTest, UserDisconnectEndsSessionAndInvalidatesCookie) {
+  start_gateway();
+  SessionRunner runner(lab_->client_ns(), options());
+  runner.start();
+  ASSERT_TRUE(runner.wait_for(SessionState::kConnected, 10s)) << states(runner);
+  auto cookie = runner.cookie();
+  ASSERT_FALSE(cookie.empty());
+
+  runner.disconnect();
+  auto down = runner.wait_for(SessionState::kDown, 5s);
+  ASSERT_TRUE(down);
+  EXPECT_FALSE(down->error);
+  // The gateway forgets the cookie once it has the disconnect frame.
+  int status = 0;
+  for (int i = 0; i < 20; ++i) {
+    status = connect_status(cookie);
+    if (status == 401) break;
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_EQ(status, 401);
+}
+
+TEST_F(VpnSessionTest, StopKeepsCookieValidForAnotherTunnel) {
+  start_gateway();
+  SessionRunner runner(lab_->client_ns(), options());
+  runner.start();
+  ASSERT_TRUE(runner.wait_for(SessionState::kConnected, 10s)) << states(runner);
+  auto cookie = runner.cookie();
+  // stop() is what a killed daemon amounts to: no disconnect frame, the cookie survives.
+  runner.stop();
+  ASSERT_TRUE(runner.wait_for(SessionState::kDown, 5s));
+  EXPECT_EQ(connect_status(cookie), 200);
 }
 
 }  // namespace

@@ -286,7 +286,7 @@ Status VpnLab::write_gateway_config(const GatewayOptions& options) {
       "ipv4-network = {pool}\n"
       "ipv4-netmask = 255.255.255.0\n"
       "dns = {dns}\n"
-      "route = 198.18.2.0/255.255.255.0\n"
+      "{route}"
       "ping-leases = false\n"
       "cisco-client-compat = true\n"
       "dtls-legacy = true\n",
@@ -294,7 +294,8 @@ Status VpnLab::write_gateway_config(const GatewayOptions& options) {
       fmt::arg("udp", options.dtls ? fmt::format("udp-port = {}\n", port_) : std::string()),
       fmt::arg("d", d), fmt::arg("keepalive", options.keepalive_seconds),
       fmt::arg("dpd", options.dpd_seconds), fmt::arg("cookie", options.cookie_timeout_seconds),
-      fmt::arg("domain", kDomain), fmt::arg("pool", pool), fmt::arg("dns", kIntranetAddress));
+      fmt::arg("domain", kDomain), fmt::arg("pool", pool), fmt::arg("dns", kIntranetAddress),
+      fmt::arg("route", options.split_include ? "route = 198.18.2.0/255.255.255.0\n" : ""));
   return write_file(d + "/ocserv.conf", config);
 }
 

@@ -32,7 +32,8 @@ struct GatewayOptions {
   int dpd_seconds = 2;  // dpd / mobile-dpd
   int keepalive_seconds = 10;
   int cookie_timeout_seconds = 60;
-  bool other_pool = false;  // hand out 198.18.101.0/24 instead of 198.18.100.0/24
+  bool other_pool = false;    // hand out 198.18.101.0/24 instead of 198.18.100.0/24
+  bool split_include = true;  // false: no route sent, the gateway takes all traffic
 };
 
 // A process started in a namespace; killed (SIGKILL) and reaped by its destructor.

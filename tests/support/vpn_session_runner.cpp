@@ -43,12 +43,12 @@ SessionRunner::~SessionRunner() {
     session_->stop();
     return 0;
   });
-  work_.reset();
-  // Let the session's coroutines finish on their thread, then drop the session there too.
+  // Drop the session on its own thread, then let the io_context run dry and end.
   call([this] {
     session_.reset();
     return 0;
   });
+  work_.reset();
   io_.stop();
   thread_.join();
 }
@@ -63,6 +63,13 @@ void SessionRunner::start() {
 void SessionRunner::disconnect() {
   call([this] {
     session_->disconnect();
+    return 0;
+  });
+}
+
+void SessionRunner::stop() {
+  call([this] {
+    session_->stop();
     return 0;
   });
 }
@@ -131,9 +138,11 @@ namespace {
 
 uint16_t checksum(const uint8_t* data, size_t size) {
   uint32_t sum = 0;
-  for (size_t i = 0; i + 1 < size; i += 2) sum += static_cast<uint32_t>(data[i] << 8 | data[i + 1]);
+  for (size_t i = 0; i + 1 < size; i += 2)
+    sum += static_cast<uint32_t>(data[i] << 8 | data[i + 1]);
   if (size % 2) sum += static_cast<uint32_t>(data[size - 1] << 8);
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  while (sum >> 16)
+    sum = (sum & 0xffff) + (sum >> 16);
   return static_cast<uint16_t>(~sum);
 }
 
@@ -160,7 +169,8 @@ std::vector<uint8_t> icmp_echo_request(const std::string& source, const std::str
   icmp[0] = 8;  // echo request
   put16(icmp + 4, identifier);
   put16(icmp + 6, sequence);
-  for (size_t i = 0; i < payload; ++i) icmp[8 + i] = static_cast<uint8_t>(i);
+  for (size_t i = 0; i < payload; ++i)
+    icmp[8 + i] = static_cast<uint8_t>(i);
   put16(icmp + 2, checksum(icmp, 8 + payload));
   return packet;
 }

@@ -34,6 +34,7 @@ class SessionRunner {
 
   void start();
   void disconnect();
+  void stop();
 
   // Waits until the session has been in `state` (now or since the last clear of the history).
   // Returns that change, or nullopt after `timeout`.
@@ -77,7 +78,6 @@ class SessionRunner {
 std::vector<uint8_t> icmp_echo_request(const std::string& source, const std::string& destination,
                                        uint16_t identifier, uint16_t sequence, size_t payload = 32);
 // True when `packet` is an ICMP echo reply with that identifier and sequence.
-bool is_icmp_echo_reply(const std::vector<uint8_t>& packet, uint16_t identifier,
-                        uint16_t sequence);
+bool is_icmp_echo_reply(const std::vector<uint8_t>& packet, uint16_t identifier, uint16_t sequence);
 
 }  // namespace steward::testing

@@ -50,8 +50,8 @@ asio::awaitable<Result<SessionCookie>> exchange(TlsConnection& connection,
   auto logger = log::get("vpn");
   std::string context_cookie;
   bool password_sent = false;
-  std::string request = post_request(
-      options, options.url.path, make_init_request("v9.01", options.url.to_string()), "");
+  std::string request = post_request(options, options.url.path,
+                                     make_init_request("v9.01", options.url.to_string()), "");
 
   for (int round = 0; round < kMaxRounds; ++round) {
     if (auto sent = co_await write_all(connection, request); !sent) co_return sent.error();
@@ -89,15 +89,16 @@ asio::awaitable<Result<SessionCookie>> exchange(TlsConnection& connection,
 
     // A form again after the password went out means the password was refused.
     if (password_sent || (!response->form.error.empty() && round > 0)) {
-      co_return Error::make(ErrorCode::kUnauthenticated, "gateway refused the login: {}",
-                            response->error.empty() ? "it asks again" : response->error);
+      co_return Error::make(ErrorCode::kUnauthenticated,
+                            "gateway refused the login: wrong username or password{}{}",
+                            response->error.empty() ? "" : ": ", response->error);
     }
     for (const auto& field : response->form.fields) {
       if (field.type == "password") password_sent = true;
     }
-    auto reply = make_form_reply(*response, FormAnswers{options.credentials.username,
-                                                        options.credentials.password,
-                                                        options.credentials.group});
+    auto reply = make_form_reply(
+        *response, FormAnswers{options.credentials.username, options.credentials.password,
+                               options.credentials.group});
     if (!reply) co_return reply.error();
     logger->debug("login form gateway={} form={} fields={}", options.url.to_string(),
                   response->form.auth_id, response->form.fields.size());

@@ -161,16 +161,17 @@ std::vector<std::string_view> HttpHead::find_all(std::string_view name) const {
 }
 
 std::optional<std::string> HttpHead::set_cookie(std::string_view name) const {
+  // A later Set-Cookie of the same name replaces an earlier one.
+  std::optional<std::string> found;
   for (auto header : find_all("Set-Cookie")) {
     auto end = header.find(';');
     auto pair = trim(header.substr(0, end));
     auto equals = pair.find('=');
     if (equals == std::string_view::npos || trim(pair.substr(0, equals)) != name) continue;
     auto value = trim(pair.substr(equals + 1));
-    if (value.empty()) return std::nullopt;
-    return std::string(value);
+    found = value.empty() ? std::nullopt : std::optional<std::string>(value);
   }
-  return std::nullopt;
+  return found;
 }
 
 Result<HttpHead> parse_http_head(std::string_view text) {

@@ -24,8 +24,8 @@ struct HttpHead {
   std::optional<std::string_view> find(std::string_view name) const;
   // Every value of header `name`, in order.
   std::vector<std::string_view> find_all(std::string_view name) const;
-  // The value of cookie `name` from the Set-Cookie headers, if set (an empty value counts as
-  // unset: gateways clear cookies that way).
+  // The value of cookie `name` from the Set-Cookie headers, if set; the last one wins, and an
+  // empty value counts as unset (gateways clear cookies that way).
   std::optional<std::string> set_cookie(std::string_view name) const;
 };
 

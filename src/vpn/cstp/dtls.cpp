@@ -73,12 +73,12 @@ Status set_app_id_session(SSL* ssl, const std::vector<uint8_t>& app_id) {
   std::array<uint8_t, 48> master{};
   RAND_bytes(master.data(), static_cast<int>(master.size()));
   const SSL_CIPHER* cipher = sk_SSL_CIPHER_value(SSL_get_ciphers(ssl), 0);
-  bool set = SSL_SESSION_set_protocol_version(session, DTLS1_2_VERSION) == 1 &&
-             SSL_SESSION_set1_id(session, app_id.data(), static_cast<unsigned>(app_id.size())) ==
-                 1 &&
-             cipher != nullptr && SSL_SESSION_set_cipher(session, cipher) == 1 &&
-             SSL_SESSION_set1_master_key(session, master.data(), master.size()) == 1 &&
-             SSL_set_session(ssl, session) == 1;
+  bool set =
+      SSL_SESSION_set_protocol_version(session, DTLS1_2_VERSION) == 1 &&
+      SSL_SESSION_set1_id(session, app_id.data(), static_cast<unsigned>(app_id.size())) == 1 &&
+      cipher != nullptr && SSL_SESSION_set_cipher(session, cipher) == 1 &&
+      SSL_SESSION_set1_master_key(session, master.data(), master.size()) == 1 &&
+      SSL_set_session(ssl, session) == 1;
   SSL_SESSION_free(session);
   if (!set) {
     return Error::make(ErrorCode::kInternal, "cannot prepare the DTLS session: {}",
@@ -105,10 +105,9 @@ DtlsChannel::~DtlsChannel() {
   if (context_ != nullptr) SSL_CTX_free(context_);
 }
 
-Result<std::unique_ptr<DtlsChannel>> DtlsChannel::create(const asio::any_io_executor& executor,
-                                                         const asio::ip::udp::endpoint& gateway,
-                                                         const std::array<uint8_t, kDtlsPskSize>& psk,
-                                                         std::string_view app_id_hex) {
+Result<std::unique_ptr<DtlsChannel>> DtlsChannel::create(
+    const asio::any_io_executor& executor, const asio::ip::udp::endpoint& gateway,
+    const std::array<uint8_t, kDtlsPskSize>& psk, std::string_view app_id_hex) {
   auto app_id = unhex(app_id_hex);
   if (!app_id) return app_id.error();
   std::unique_ptr<DtlsChannel> channel(new DtlsChannel(executor));
@@ -158,13 +157,13 @@ asio::awaitable<Status> DtlsChannel::handshake(std::chrono::milliseconds timeout
   auto deadline = std::chrono::steady_clock::now() + timeout;
   asio::steady_timer timer(socket_.get_executor());
   while (true) {
+    if (ssl_ == nullptr) co_return Error::make(ErrorCode::kUnavailable, "DTLS channel closed");
     ERR_clear_error();
     int result = SSL_do_handshake(ssl_);
     if (result == 1) co_return ok();
     int error = SSL_get_error(ssl_, result);
     if (error != SSL_ERROR_WANT_READ && error != SSL_ERROR_WANT_WRITE) {
-      co_return Error::make(ErrorCode::kUnavailable, "DTLS handshake failed: {}",
-                            openssl_reason());
+      co_return Error::make(ErrorCode::kUnavailable, "DTLS handshake failed: {}", openssl_reason());
     }
     auto now = std::chrono::steady_clock::now();
     if (now >= deadline) {
@@ -186,14 +185,14 @@ asio::awaitable<Status> DtlsChannel::handshake(std::chrono::milliseconds timeout
       if (ec) {
         co_return Error::make(ErrorCode::kUnavailable, "DTLS socket closed: {}", ec.message());
       }
-    } else {
+    } else if (ssl_ != nullptr) {
       DTLSv1_handle_timeout(ssl_);
     }
   }
 }
 
 Status DtlsChannel::send(std::span<const uint8_t> datagram) {
-  if (!socket_.is_open()) return Error::make(ErrorCode::kUnavailable, "DTLS channel is closed");
+  if (ssl_ == nullptr) return Error::make(ErrorCode::kUnavailable, "DTLS channel is closed");
   ERR_clear_error();
   int written = SSL_write(ssl_, datagram.data(), static_cast<int>(datagram.size()));
   if (written <= 0) {
@@ -204,7 +203,7 @@ Status DtlsChannel::send(std::span<const uint8_t> datagram) {
 
 asio::awaitable<Result<size_t>> DtlsChannel::receive(std::span<uint8_t> buffer) {
   while (true) {
-    if (!socket_.is_open()) {
+    if (ssl_ == nullptr) {
       co_return Error::make(ErrorCode::kUnavailable, "DTLS channel is closed");
     }
     ERR_clear_error();
@@ -223,10 +222,18 @@ asio::awaitable<Result<size_t>> DtlsChannel::receive(std::span<uint8_t> buffer) 
 }
 
 void DtlsChannel::close() {
+  // OpenSSL must not touch the descriptor once it is closed (its number may be reused), so the
+  // DTLS state goes first.
+  if (ssl_ != nullptr) {
+    SSL_free(ssl_);
+    ssl_ = nullptr;
+  }
   boost::system::error_code ignored;
   socket_.close(ignored);
 }
 
-std::string DtlsChannel::cipher() const { return SSL_get_cipher_name(ssl_); }
+std::string DtlsChannel::cipher() const {
+  return ssl_ != nullptr ? SSL_get_cipher_name(ssl_) : "none";
+}
 
 }  // namespace steward::vpn::cstp

@@ -32,9 +32,10 @@ Result<std::array<uint8_t, kDtlsPskSize>> export_dtls_psk(SSL* tls);
 class DtlsChannel {
  public:
   // `app_id_hex`: X-DTLS-App-ID as the gateway sent it.
-  static Result<std::unique_ptr<DtlsChannel>> create(
-      const boost::asio::any_io_executor& executor, const boost::asio::ip::udp::endpoint& gateway,
-      const std::array<uint8_t, kDtlsPskSize>& psk, std::string_view app_id_hex);
+  static Result<std::unique_ptr<DtlsChannel>> create(const boost::asio::any_io_executor& executor,
+                                                     const boost::asio::ip::udp::endpoint& gateway,
+                                                     const std::array<uint8_t, kDtlsPskSize>& psk,
+                                                     std::string_view app_id_hex);
   ~DtlsChannel();
 
   // Runs the handshake, retransmitting as DTLS wants, for at most `timeout`.

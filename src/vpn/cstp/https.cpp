@@ -42,7 +42,9 @@ Watchdog::Watchdog(TlsStream& stream, std::chrono::steady_clock::duration timeou
   });
 }
 
-Watchdog::~Watchdog() { timer_.cancel(); }
+Watchdog::~Watchdog() {
+  timer_.cancel();
+}
 
 asio::awaitable<Result<TlsConnection>> connect_gateway(
     const GatewayUrl& url, const TlsOptions& options, std::chrono::steady_clock::duration timeout) {
@@ -72,8 +74,8 @@ asio::awaitable<Result<TlsConnection>> connect_gateway(
       co_await asio::async_connect(connection.stream->lowest_layer(), endpoints, kTuple);
   if (connect_ec) {
     if (watchdog.fired()) co_return timed_out();
-    co_return Error::make(ErrorCode::kUnavailable, "cannot connect to gateway {}:{}: {}",
-                          url.host, url.port, connect_ec.message());
+    co_return Error::make(ErrorCode::kUnavailable, "cannot connect to gateway {}:{}: {}", url.host,
+                          url.port, connect_ec.message());
   }
   connection.stream->lowest_layer().set_option(tcp::no_delay(true));
 

@@ -38,7 +38,8 @@ std::string random_hex(size_t bytes) {
   std::vector<uint8_t> random(bytes);
   RAND_bytes(random.data(), static_cast<int>(random.size()));
   std::string hex;
-  for (uint8_t byte : random) hex += fmt::format("{:02X}", byte);
+  for (uint8_t byte : random)
+    hex += fmt::format("{:02X}", byte);
   return hex;
 }
 
@@ -237,8 +238,8 @@ struct Session::Impl : std::enable_shared_from_this<Impl> {
           co_return;
         }
         if (Clock::now() - lost_at > options.reconnect_timeout) {
-          auto gave_up = opened.error().wrap(fmt::format(
-              "gave up reconnecting after {}s", options.reconnect_timeout.count()));
+          auto gave_up = opened.error().wrap(
+              fmt::format("gave up reconnecting after {}s", options.reconnect_timeout.count()));
           go_down(&gave_up);
           co_return;
         }
@@ -252,9 +253,8 @@ struct Session::Impl : std::enable_shared_from_this<Impl> {
 
       // A reconnect must give the same address, or the owner must take the new one.
       if (!first && !same_addresses(config, *opened)) {
-        auto decision = callbacks.on_address_change
-                            ? callbacks.on_address_change(config, *opened)
-                            : AddressChangeDecision::kStop;
+        auto decision = callbacks.on_address_change ? callbacks.on_address_change(config, *opened)
+                                                    : AddressChangeDecision::kStop;
         if (decision == AddressChangeDecision::kStop) {
           auto changed = Error::make(ErrorCode::kConflict,
                                      "gateway changed the tunnel address from {} to {} on "
@@ -272,8 +272,8 @@ struct Session::Impl : std::enable_shared_from_this<Impl> {
       config = std::move(*opened);
       first = false;
       backoff = options.reconnect_min;
-      logger->info("session={} tunnel open address={} mtu={} dpd={}s routes={} dtls_offered={}",
-                   id, address_text(config), config.mtu, config.dpd.count(),
+      logger->info("session={} tunnel open address={} mtu={} dpd={}s routes={} dtls_offered={}", id,
+                   address_text(config), config.mtu, config.dpd.count(),
                    config.split_include.size(), config.dtls_port.has_value());
       set_state(SessionState::kConnected, nullptr);
       if (callbacks.on_config) callbacks.on_config(config);
@@ -372,8 +372,8 @@ struct Session::Impl : std::enable_shared_from_this<Impl> {
     stop_signal.expires_at(Clock::time_point::max());
     auto now = Clock::now();
     last_rx = last_tx = last_dpd_tx = now;
-    auto ended = co_await (read_loop() || write_loop() || tick_loop() || wait_stop() ||
-                           dtls_loop());
+    auto ended =
+        co_await (read_loop() || write_loop() || tick_loop() || wait_stop() || dtls_loop());
     co_return std::visit([](TunnelEnd& end) { return std::move(end); }, ended);
   }
 
@@ -403,8 +403,8 @@ struct Session::Impl : std::enable_shared_from_this<Impl> {
       auto [ec, got] = co_await tls->stream->async_read_some(asio::buffer(chunk), kTuple);
       if (stopping()) co_return finish({TunnelEnd::Kind::kStopped, std::nullopt});
       if (ec) {
-        co_return lost(Error::make(ErrorCode::kUnavailable, "gateway connection lost: {}",
-                                   ec.message()));
+        co_return lost(
+            Error::make(ErrorCode::kUnavailable, "gateway connection lost: {}", ec.message()));
       }
       last_rx = Clock::now();
       if (auto fed = parser.feed(std::span(chunk.data(), got), on_frame); !fed) {
@@ -440,18 +440,26 @@ struct Session::Impl : std::enable_shared_from_this<Impl> {
         logger->debug("session={} dropped compressed frame", id);
         break;
       case FrameType::kDisconnect:
-      case FrameType::kTerminate: {
-        std::string reason;
-        if (frame.payload.size() > 1) {
-          reason.assign(reinterpret_cast<const char*>(frame.payload.data() + 1),
-                        frame.payload.size() - 1);
-        }
-        end = TunnelEnd{TunnelEnd::Kind::kServerEnded,
-                        Error::make(ErrorCode::kUnavailable, "gateway ended the session ({}{}{})",
-                                    to_string(frame.type), reason.empty() ? "" : ": ", reason)};
+      case FrameType::kTerminate:
+        end = server_ended(frame);
         break;
-      }
     }
+  }
+
+  // A disconnect without a reason (ocserv sends one when it shuts down) is temporary: the
+  // tunnel is lost and comes back with the same cookie. A terminate, or a disconnect that gives a
+  // reason, ends the session.
+  TunnelEnd server_ended(const FrameView& frame) {
+    std::string reason;
+    if (frame.payload.size() > 1) {
+      reason.assign(reinterpret_cast<const char*>(frame.payload.data() + 1),
+                    frame.payload.size() - 1);
+    }
+    bool temporary = frame.type == FrameType::kDisconnect && frame.payload.empty();
+    auto error = Error::make(ErrorCode::kUnavailable, "gateway {} the session ({}{}{})",
+                             temporary ? "dropped" : "ended", to_string(frame.type),
+                             reason.empty() ? "" : ": ", reason);
+    return {temporary ? TunnelEnd::Kind::kLost : TunnelEnd::Kind::kServerEnded, std::move(error)};
   }
 
   asio::awaitable<TunnelEnd> write_loop() {
@@ -472,8 +480,8 @@ struct Session::Impl : std::enable_shared_from_this<Impl> {
       auto [ec, written] = co_await asio::async_write(*tls->stream, asio::buffer(writing), kTuple);
       if (ec) {
         if (stopping()) co_return finish({TunnelEnd::Kind::kStopped, std::nullopt});
-        co_return lost(Error::make(ErrorCode::kUnavailable, "cannot send to gateway: {}",
-                                   ec.message()));
+        co_return lost(
+            Error::make(ErrorCode::kUnavailable, "cannot send to gateway: {}", ec.message()));
       }
       last_tx = Clock::now();
     }
@@ -644,13 +652,29 @@ void Session::start() {
       });
 }
 
-Status Session::send(std::span<const uint8_t> packet) { return impl_->send(packet); }
-void Session::disconnect() { impl_->request_stop(Impl::StopKind::kUser); }
-void Session::stop() { impl_->request_stop(Impl::StopKind::kStop); }
-SessionState Session::state() const { return impl_->state; }
-DataChannel Session::data_channel() const { return impl_->channel; }
-const TunnelConfig& Session::config() const { return impl_->config; }
-const SessionCounters& Session::counters() const { return impl_->counters; }
-const SessionCookie& Session::cookie() const { return impl_->cookie; }
+Status Session::send(std::span<const uint8_t> packet) {
+  return impl_->send(packet);
+}
+void Session::disconnect() {
+  impl_->request_stop(Impl::StopKind::kUser);
+}
+void Session::stop() {
+  impl_->request_stop(Impl::StopKind::kStop);
+}
+SessionState Session::state() const {
+  return impl_->state;
+}
+DataChannel Session::data_channel() const {
+  return impl_->channel;
+}
+const TunnelConfig& Session::config() const {
+  return impl_->config;
+}
+const SessionCounters& Session::counters() const {
+  return impl_->counters;
+}
+const SessionCookie& Session::cookie() const {
+  return impl_->cookie;
+}
 
 }  // namespace steward::vpn::cstp

@@ -1,0 +1,16 @@
+// `steward vpn ...`: connect to an OpenConnect gateway and run the daemon (`connect`), start a
+// command admitted to the intranet (`run`), admit a running process (`admit`), show the
+// tunnel (`status`) and end it (`disconnect`). Exit codes are listed in docs/vpn.md.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+
+namespace steward::cli {
+
+// Adds the `vpn` subcommand tree to `app`. The chosen command's action is stored in `action`;
+// it returns the process exit code.
+void add_vpn_commands(CLI::App& app, std::function<int()>& action);
+
+}  // namespace steward::cli

@@ -1,0 +1,172 @@
+#include "vpn/control.h"
+
+#include "core/log.h"
+
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/streambuf.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/json.hpp>
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+
+namespace steward::vpn {
+namespace asio = boost::asio;
+namespace json = boost::json;
+using local = asio::local::stream_protocol;
+
+namespace {
+
+constexpr size_t kMaxLine = 64 * 1024;
+
+json::object refusal(std::string message) {
+  return json::object{{"ok", false}, {"error", std::move(message)}};
+}
+
+// Writes one answer line and closes after the peer has read it.
+void answer(std::shared_ptr<local::socket> socket, const json::object& reply) {
+  auto text = std::make_shared<std::string>(json::serialize(reply) + "\n");
+  asio::async_write(*socket, asio::buffer(*text), [socket, text](boost::system::error_code, size_t) {
+    boost::system::error_code ignored;
+    socket->shutdown(local::socket::shutdown_send, ignored);
+  });
+}
+
+}  // namespace
+
+struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
+  Impl(asio::io_context& io_context, std::string socket_path, Handler request_handler)
+      : acceptor(io_context), path(std::move(socket_path)), handler(std::move(request_handler)) {}
+
+  local::acceptor acceptor;
+  std::string path;
+  Handler handler;
+  std::atomic<uint64_t> refused{0};
+
+  void accept();
+  void serve(std::shared_ptr<local::socket> socket, Peer peer);
+};
+
+void ControlServer::Impl::accept() {
+  acceptor.async_accept([self = shared_from_this()](boost::system::error_code ec,
+                                                    local::socket accepted) {
+    if (ec == asio::error::operation_aborted || !self->acceptor.is_open()) return;
+    if (!ec) {
+      auto socket = std::make_shared<local::socket>(std::move(accepted));
+      ucred credentials{};
+      socklen_t size = sizeof(credentials);
+      bool known = ::getsockopt(socket->native_handle(), SOL_SOCKET, SO_PEERCRED, &credentials,
+                                &size) == 0;
+      if (known && (credentials.uid == 0 || credentials.uid == ::getuid())) {
+        self->serve(socket, Peer{credentials.pid, credentials.uid});
+      } else {
+        self->refused++;
+        log::get("vpn")->warn("control refused pid={} uid={}: only root and uid={} may command "
+                              "the vpn daemon",
+                              credentials.pid, credentials.uid, ::getuid());
+        answer(socket, refusal("permission denied: only root and the daemon's user may command "
+                               "the vpn daemon"));
+      }
+    }
+    self->accept();
+  });
+}
+
+void ControlServer::Impl::serve(std::shared_ptr<local::socket> socket, Peer peer) {
+  auto buffer = std::make_shared<asio::streambuf>(kMaxLine);
+  asio::async_read_until(
+      *socket, *buffer, '\n',
+      [self = shared_from_this(), socket, buffer, peer](boost::system::error_code ec, size_t) {
+        if (ec) return;
+        std::string line(asio::buffers_begin(buffer->data()), asio::buffers_end(buffer->data()));
+        boost::system::error_code parse_error;
+        json::value request = json::parse(line, parse_error);
+        if (parse_error || !request.is_object()) {
+          return answer(socket, refusal("request must be one JSON object on one line"));
+        }
+        self->handler(peer, request.get_object(),
+                      [socket](json::object reply) { answer(socket, reply); });
+      });
+}
+
+ControlServer::ControlServer(asio::io_context& io, std::string path, Handler handler)
+    : impl_(std::make_shared<Impl>(io, std::move(path), std::move(handler))) {}
+
+ControlServer::~ControlServer() {
+  stop();
+}
+
+Status ControlServer::start() {
+  // A socket file that still answers belongs to a live daemon: never steal it.
+  if (control_request(impl_->path, json::object{{"op", "ping"}}, std::chrono::milliseconds(500))) {
+    return Error::make(ErrorCode::kConflict, "a vpn daemon already answers on {}", impl_->path);
+  }
+  ::unlink(impl_->path.c_str());
+  boost::system::error_code ec;
+  local::endpoint endpoint(impl_->path);
+  impl_->acceptor.open(endpoint.protocol(), ec);
+  if (!ec) impl_->acceptor.bind(endpoint, ec);
+  if (!ec) ::chmod(impl_->path.c_str(), 0600);
+  if (!ec) impl_->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return Error::make(ErrorCode::kIo, "control socket {}: {}", impl_->path, ec.message());
+  }
+  impl_->accept();
+  return ok();
+}
+
+void ControlServer::stop() {
+  if (!impl_ || !impl_->acceptor.is_open()) return;
+  boost::system::error_code ignored;
+  impl_->acceptor.close(ignored);
+  ::unlink(impl_->path.c_str());
+}
+
+uint64_t ControlServer::refused() const {
+  return impl_->refused.load();
+}
+
+Result<json::object> control_request(const std::string& path, const json::object& request,
+                                     std::chrono::milliseconds timeout) {
+  asio::io_context io;
+  local::socket socket(io);
+  boost::system::error_code ec;
+  socket.connect(local::endpoint(path), ec);
+  if (ec) {
+    return Error::make(ErrorCode::kUnavailable, "no vpn daemon answers on {}: {}", path,
+                       ec.message());
+  }
+  timeval limit{static_cast<time_t>(timeout.count() / 1000),
+                static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
+  ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit));
+  ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof(limit));
+  std::string line = json::serialize(request) + "\n";
+  asio::write(socket, asio::buffer(line), ec);
+  asio::streambuf buffer(kMaxLine * 16);
+  if (!ec) asio::read_until(socket, buffer, '\n', ec);
+  if (ec) {
+    return Error::make(ErrorCode::kUnavailable, "the vpn daemon on {} did not answer: {}", path,
+                       ec.message());
+  }
+  std::string text(asio::buffers_begin(buffer.data()), asio::buffers_end(buffer.data()));
+  boost::system::error_code parse_error;
+  json::value reply = json::parse(text, parse_error);
+  if (parse_error || !reply.is_object()) {
+    return Error{ErrorCode::kInternal, "the vpn daemon's answer is not a JSON object"};
+  }
+  const json::value* ok_field = reply.get_object().if_contains("ok");
+  if (ok_field && ok_field->is_bool() && ok_field->get_bool()) return reply.get_object();
+  const json::value* message = reply.get_object().if_contains("error");
+  std::string why = message && message->is_string() ? std::string(message->get_string())
+                                                    : "the vpn daemon refused the request";
+  return Error{why.starts_with("permission denied") ? ErrorCode::kUnauthenticated
+                                                    : ErrorCode::kInvalidArgument,
+               why};
+}
+
+}  // namespace steward::vpn

@@ -1,0 +1,429 @@
+// The whole VPN end to end: the real `steward vpn connect` daemon in the lab's client namespace,
+// real ocserv in the gateway namespace, HTTP, UDP echo and DNS on the intranet host, and a
+// capture on the client's outside link that must never show a packet toward the intranet
+// (198.18.2.0/24) or the tunnel pools: only the tunnel's TLS and DTLS to the gateway may leave.
+//
+// One lab (namespaces, ocserv, intranet services) is shared by the cases; each case starts its
+// own daemon and, at its end, disconnects it and checks that nothing of it is left.
+#include "support/vpn_e2e.h"
+#include "support/vpn_lab.h"
+
+#include <gtest/gtest.h>
+#include <boost/json.hpp>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+namespace steward::testing {
+namespace {
+
+namespace json = boost::json;
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+// Any packet on the outside link toward the intranet or the tunnel pools is a leak.
+constexpr const char* kLeakFilter = "dst net 198.18.2.0/24 or dst net 198.18.100.0/23";
+
+std::string curl(const std::string& path, const std::string& extra = "") {
+  return fmt::format("curl -sS --max-time 3 {} http://{}/{}", extra, VpnLab::kIntranetAddress,
+                     path);
+}
+
+class VpnEndToEnd : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto lab = VpnLab::create();
+    ASSERT_TRUE(lab) << lab.error().message;
+    lab_ = std::move(*lab);
+    auto started = lab_->start_gateway(GatewayOptions{});
+    ASSERT_TRUE(started) << started.error().message;
+    auto services = IntranetServices::start(*lab_);
+    ASSERT_TRUE(services) << services.error().message;
+    services_ = std::move(*services);
+    // `ip netns exec` shows /etc/netns/<ns>/* over /etc: the client's normal resolver is the
+    // gateway's outside address, where no DNS server runs.
+    resolv_dir_ = "/etc/netns/" + lab_->client_ns();
+    fs::create_directories(resolv_dir_);
+    std::ofstream(resolv_dir_ + "/resolv.conf")
+        << "nameserver " << VpnLab::kGatewayOutside << "\noptions timeout:1 attempts:1\n";
+  }
+
+  static void TearDownTestSuite() {
+    services_.reset();
+    lab_.reset();
+    if (!resolv_dir_.empty()) fs::remove_all(resolv_dir_);
+  }
+
+  void TearDown() override {
+    if (daemon_) {
+      if (daemon_->pid() > 0) {
+        auto done = daemon_->vpn({"disconnect"});
+        EXPECT_EQ(done.exit_code, 0) << done.output << daemon_->log();
+        EXPECT_EQ(daemon_->wait_exit(15s), 0) << daemon_->log();
+      }
+      auto left = daemon_->leftovers();
+      EXPECT_TRUE(left.empty()) << fmt::format("{}", fmt::join(left, "\n"));
+      daemon_.reset();
+    }
+    if (restore_gateway_) {
+      // Whichever fault the case injected; removing one that is not there fails harmlessly.
+      (void)lab_->block_dtls(false);
+      (void)lab_->blackhole_gateway(false);
+      auto restarted = lab_->restart_gateway(GatewayOptions{});
+      EXPECT_TRUE(restarted) << restarted.error().message;
+    }
+  }
+
+  json::object connect(VpnDaemonProcess::Options options = {}) {
+    auto daemon = VpnDaemonProcess::start(*lab_, std::move(options));
+    EXPECT_TRUE(daemon) << daemon.error().message;
+    if (!daemon) return {};
+    daemon_ = std::move(*daemon);
+    auto status = daemon_->wait_connected(15s);
+    EXPECT_TRUE(status) << status.error().message << "\ngateway log:\n" << lab_->gateway_log();
+    return status ? *status : json::object{};
+  }
+
+  std::unique_ptr<Capture> capture(const std::string& name) {
+    auto started = Capture::start(*lab_, name);
+    EXPECT_TRUE(started) << started.error().message;
+    return started ? std::move(*started) : nullptr;
+  }
+
+  void expect_no_leak(Capture& capture, const std::string& filter = kLeakFilter) {
+    auto leaked = capture.stop_and_count(filter);
+    ASSERT_TRUE(leaked) << leaked.error().message;
+    EXPECT_EQ(*leaked, 0u) << "packets left outside the tunnel:\n" << capture.matching(filter);
+  }
+
+  void expect_intranet_works(const std::string& context) {
+    auto fetched = daemon_->run_admitted(curl("hello.txt"));
+    EXPECT_EQ(fetched.exit_code, 0) << context << ": " << fetched.output << daemon_->log();
+    EXPECT_NE(fetched.output.find(IntranetServices::kHello), std::string::npos) << fetched.output;
+  }
+
+  static uint64_t number(const json::object& status, const char* key) {
+    return status.at(key).to_number<uint64_t>();
+  }
+
+  static std::string echo(size_t size) {
+    return fmt::format("/usr/bin/python3 {}/echo_client.py {} 7 {}", lab_->dir(),
+                       VpnLab::kIntranetAddress, size);
+  }
+
+  static inline std::unique_ptr<VpnLab> lab_;
+  static inline std::unique_ptr<IntranetServices> services_;
+  static inline std::string resolv_dir_;
+  std::unique_ptr<VpnDaemonProcess> daemon_;
+  bool restore_gateway_ = false;
+};
+
+TEST_F(VpnEndToEnd, RunReachesTheIntranetOverTcpAndUdpAndSoDoesItsGrandchild) {
+  auto status = connect();
+  ASSERT_FALSE(status.empty());
+  EXPECT_TRUE(vpn::Prefix::parse(VpnLab::kPool)
+                  ->contains(boost::asio::ip::make_address(status.at("address").as_string())));
+  auto outside = capture("run");
+  ASSERT_TRUE(outside);
+
+  auto tcp = daemon_->run_admitted(curl("hello.txt"));
+  EXPECT_EQ(tcp.exit_code, 0) << tcp.output << daemon_->log();
+  EXPECT_NE(tcp.output.find(IntranetServices::kHello), std::string::npos) << tcp.output;
+  auto udp = daemon_->run_admitted(echo(64));
+  EXPECT_EQ(udp.exit_code, 0) << udp.output << daemon_->log();
+  // sh -> sh -> curl: the grandchild inherits the admission.
+  auto grandchild = daemon_->run_admitted("sh -c '" + curl("hello.txt") + " && " + echo(32) + "'");
+  EXPECT_EQ(grandchild.exit_code, 0) << grandchild.output << daemon_->log();
+  EXPECT_NE(grandchild.output.find(IntranetServices::kHello), std::string::npos);
+
+  // The command's exit code is `run`'s.
+  EXPECT_EQ(daemon_->run_admitted("exit 7").exit_code, 7);
+  expect_no_leak(*outside);
+
+  auto after = daemon_->status();
+  ASSERT_TRUE(after) << after.error().message;
+  const auto& channels = after->at("channels").as_object();
+  uint64_t sent = channels.at("cstp").at("tx_packets").to_number<uint64_t>() +
+                  channels.at("dtls").at("tx_packets").to_number<uint64_t>();
+  EXPECT_GT(sent, 0u);
+  EXPECT_EQ(number(after->at("flow_check").as_object(), "drops"), 0u) << daemon_->log();
+
+  // The CLI's status and the HTTP endpoint tell the same story.
+  auto text = daemon_->vpn({"status"});
+  EXPECT_EQ(text.exit_code, 0) << text.output;
+  EXPECT_NE(text.output.find("connected"), std::string::npos) << text.output;
+  EXPECT_NE(text.output.find(VpnLab::kIntranetPrefix), std::string::npos) << text.output;
+  std::string port;
+  std::ifstream(daemon_->dir() + "/port") >> port;
+  auto metrics = VpnLab::exec_in(lab_->client_ns(),
+                                 "curl -sS --max-time 3 http://127.0.0.1:" + port + "/metrics");
+  ASSERT_TRUE(metrics) << metrics.error().message;
+  EXPECT_NE(metrics->find("steward_vpn_tunnel_up 1"), std::string::npos) << *metrics;
+  EXPECT_NE(metrics->find("steward_vpn_packets_total{channel=\""), std::string::npos);
+  auto health = VpnLab::exec_in(lab_->client_ns(),
+                                "curl -sS -f --max-time 3 http://127.0.0.1:" + port + "/healthz");
+  EXPECT_TRUE(health) << health.error().message;
+}
+
+TEST_F(VpnEndToEnd, AProcessNotAdmittedGetsNothingAndNothingLeavesTheMachine) {
+  ASSERT_FALSE(connect().empty());
+  auto outside = capture("unadmitted");
+  ASSERT_TRUE(outside);
+  auto tcp = daemon_->run_unadmitted(curl("hello.txt"));
+  EXPECT_NE(tcp.exit_code, 0) << tcp.output;
+  auto udp = daemon_->run_unadmitted(echo(64));
+  EXPECT_NE(udp.exit_code, 0) << udp.output;
+  expect_no_leak(*outside);
+  // Admission is per process: the same command admitted works at once.
+  expect_intranet_works("admitted after the refusals");
+}
+
+TEST_F(VpnEndToEnd, AdmitPidLetsTheRunningProcessOpenNewConnections) {
+  ASSERT_FALSE(connect().empty());
+  std::string go = daemon_->dir() + "/go";
+  std::string out = daemon_->dir() + "/admitted.out";
+  // Unadmitted at first: it proves that with a refused connection, then waits for the test.
+  std::string script = fmt::format(
+      "{} > /dev/null 2>&1 && echo early-success > {out}; echo $$ > {dir}/pid; "
+      "while [ ! -e {go} ]; do sleep 0.05; done; {} >> {out} 2>&1",
+      curl("hello.txt"), curl("hello.txt"), fmt::arg("out", out), fmt::arg("go", go),
+      fmt::arg("dir", daemon_->dir()));
+  std::thread runner([&] { daemon_->run_unadmitted(script); });
+  std::string pid;
+  for (int i = 0; i < 200 && pid.empty(); ++i) {
+    std::this_thread::sleep_for(25ms);
+    std::ifstream(daemon_->dir() + "/pid") >> pid;
+  }
+  ASSERT_FALSE(pid.empty());
+  auto admitted = daemon_->vpn({"admit", pid});
+  EXPECT_EQ(admitted.exit_code, 0) << admitted.output;
+  EXPECT_NE(admitted.output.find("admitted pid " + pid), std::string::npos) << admitted.output;
+  std::ofstream(go) << "go\n";
+  runner.join();
+  std::string result;
+  std::ifstream in(out);
+  result.assign(std::istreambuf_iterator<char>(in), {});
+  EXPECT_EQ(result.find("early-success"), std::string::npos) << result;
+  EXPECT_NE(result.find(IntranetServices::kHello), std::string::npos) << result << daemon_->log();
+
+  // A PID that does not exist is refused with a message; nothing changes.
+  auto missing = daemon_->vpn({"admit", "999999"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.output.find("no process"), std::string::npos) << missing.output;
+}
+
+TEST_F(VpnEndToEnd, GatewayRestartBringsTheTunnelBackWithANewLoginAndLeaksNothing) {
+  ASSERT_FALSE(connect().empty());
+  auto outside = capture("restart");
+  ASSERT_TRUE(outside);
+  // An admitted sender that keeps trying the intranet while the gateway is away.
+  std::string stop = daemon_->dir() + "/stop-sender";
+  std::thread sender([&] {
+    daemon_->run_admitted(fmt::format(
+        "while [ ! -e {} ]; do {} > /dev/null 2>&1; {} > /dev/null 2>&1; sleep 0.05; done",
+        stop, curl("hello.txt", "--max-time 1"), echo(16)));
+  });
+  auto stopped = lab_->stop_gateway();
+  ASSERT_TRUE(stopped) << stopped.error().message;
+  auto lost = daemon_->wait_status(
+      [](const json::object& now) { return now.at("state").as_string() == "reconnecting"; }, 15s,
+      "reconnecting");
+  EXPECT_TRUE(lost) << lost.error().message;
+  std::this_thread::sleep_for(1s);  // the sender keeps trying against the refused routes
+  auto started = lab_->start_gateway(GatewayOptions{});
+  ASSERT_TRUE(started) << started.error().message;
+  auto back = daemon_->wait_status(
+      [](const json::object& now) {
+        return now.at("state").as_string() == "connected" && now.at("tunnel_up").as_bool() &&
+               number(now, "reconnects") >= 1;
+      },
+      30s, "reconnected");
+  std::ofstream(stop) << "stop\n";
+  sender.join();
+  ASSERT_TRUE(back) << back.error().message << lab_->gateway_log();
+  // The new ocserv does not know the old cookie: the daemon logged in again.
+  EXPECT_GE(number(*back, "reauthentications"), 1u);
+  EXPECT_EQ(number(*back, "address_changes"), 0u);
+  expect_intranet_works("after the gateway restart");
+  expect_no_leak(*outside);
+}
+
+TEST_F(VpnEndToEnd, DeadPeerDetectionNoticesASilentGatewayAndTheTunnelComesBack) {
+  ASSERT_FALSE(connect().empty());
+  auto outside = capture("dpd");
+  ASSERT_TRUE(outside);
+  restore_gateway_ = true;
+  ASSERT_TRUE(lab_->blackhole_gateway(true));
+  auto lost = daemon_->wait_status(
+      [](const json::object& now) { return now.at("state").as_string() == "reconnecting"; }, 20s,
+      "dead peer detected");
+  ASSERT_TRUE(lost) << lost.error().message;
+  EXPECT_FALSE(lost->at("tunnel_up").as_bool());
+  // While the tunnel is down, admitted traffic is refused at once, not sent anywhere.
+  auto refused = daemon_->run_admitted(curl("hello.txt"));
+  EXPECT_NE(refused.exit_code, 0) << refused.output;
+  ASSERT_TRUE(lab_->blackhole_gateway(false));
+  auto back = daemon_->wait_connected(30s);
+  ASSERT_TRUE(back) << back.error().message;
+  expect_intranet_works("after the gateway answered again");
+  expect_no_leak(*outside);
+  restore_gateway_ = false;
+}
+
+TEST_F(VpnEndToEnd, WithoutDtlsOrWithDtlsBlockedTrafficFlowsOverCstp) {
+  restore_gateway_ = true;
+  // DTLS offered but blocked on the way.
+  ASSERT_TRUE(lab_->block_dtls(true));
+  ASSERT_FALSE(connect().empty());
+  expect_intranet_works("dtls blocked");
+  auto blocked = daemon_->status();
+  ASSERT_TRUE(blocked);
+  EXPECT_EQ(blocked->at("data_channel").as_string(), "cstp");
+  EXPECT_GT(blocked->at("channels").at("cstp").at("tx_packets").to_number<uint64_t>(), 0u);
+  auto done = daemon_->vpn({"disconnect"});
+  EXPECT_EQ(done.exit_code, 0) << done.output;
+  EXPECT_EQ(daemon_->wait_exit(15s), 0);
+  ASSERT_TRUE(lab_->block_dtls(false));
+
+  // DTLS not offered at all.
+  GatewayOptions no_dtls;
+  no_dtls.dtls = false;
+  ASSERT_TRUE(lab_->restart_gateway(no_dtls));
+  ASSERT_TRUE(daemon_->restart());
+  ASSERT_TRUE(daemon_->wait_connected(15s));
+  expect_intranet_works("dtls not offered");
+  auto plain = daemon_->status();
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(plain->at("data_channel").as_string(), "cstp");
+  EXPECT_EQ(plain->at("channels").at("dtls").at("tx_packets").to_number<uint64_t>(), 0u);
+}
+
+TEST_F(VpnEndToEnd, AReconnectWithAnotherAddressIsReportedAndTheNewAddressWorks) {
+  auto first = connect();
+  ASSERT_FALSE(first.empty());
+  restore_gateway_ = true;
+  GatewayOptions other;
+  other.other_pool = true;
+  ASSERT_TRUE(lab_->restart_gateway(other));
+  auto moved = daemon_->wait_status(
+      [](const json::object& now) {
+        return number(now, "address_changes") == 1 && now.at("tunnel_up").as_bool();
+      },
+      30s, "address change handled");
+  ASSERT_TRUE(moved) << moved.error().message;
+  auto address = boost::asio::ip::make_address(moved->at("address").as_string());
+  EXPECT_TRUE(vpn::Prefix::parse(VpnLab::kOtherPool)->contains(address)) << address;
+  EXPECT_NE(moved->at("last_address_change").as_string().find(first.at("address").as_string()),
+            std::string::npos);
+  EXPECT_NE(daemon_->log().find("tunnel address changed"), std::string::npos);
+  expect_intranet_works("after the address change");
+  std::string port;
+  std::ifstream(daemon_->dir() + "/port") >> port;
+  auto metrics = VpnLab::exec_in(lab_->client_ns(),
+                                 "curl -sS --max-time 3 http://127.0.0.1:" + port + "/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(metrics->find("steward_vpn_address_changes_total 1"), std::string::npos) << *metrics;
+}
+
+TEST_F(VpnEndToEnd, AGatewayCertificateThatDoesNotMatchIsRefusedWithAClearMessage) {
+  VpnDaemonProcess::Options options;
+  options.ca_file = lab_->other_ca_file();
+  auto daemon = VpnDaemonProcess::start(*lab_, options);
+  ASSERT_TRUE(daemon) << daemon.error().message;
+  daemon_ = std::move(*daemon);
+  EXPECT_EQ(daemon_->wait_exit(20s), 1) << daemon_->log();
+  EXPECT_NE(daemon_->log().find("not signed by the configured CA"), std::string::npos)
+      << daemon_->log();
+}
+
+TEST_F(VpnEndToEnd, PacketsLargerThanTheTunnelMtuStillGetThrough) {
+  auto status = connect();
+  ASSERT_FALSE(status.empty());
+  int mtu = static_cast<int>(number(status, "mtu"));
+  ASSERT_GT(mtu, 0);
+  auto outside = capture("mtu");
+  ASSERT_TRUE(outside);
+  // TCP: segments sized by the TUN's MTU; a 300 kB body arrives whole.
+  auto big = daemon_->run_admitted(curl("big.bin", "-o /dev/null -w '%{size_download}'"));
+  EXPECT_EQ(big.exit_code, 0) << big.output << daemon_->log();
+  EXPECT_NE(big.output.find(std::to_string(IntranetServices::kBigSize)), std::string::npos)
+      << big.output;
+  // UDP: a datagram larger than the MTU is fragmented before the TUN and reassembled.
+  auto udp = daemon_->run_admitted(echo(static_cast<size_t>(mtu) * 2));
+  EXPECT_EQ(udp.exit_code, 0) << udp.output << daemon_->log();
+  expect_no_leak(*outside);
+}
+
+TEST_F(VpnEndToEnd, IntranetNamesResolveForAdmittedProcessesOnly) {
+  ASSERT_FALSE(connect().empty());
+  auto outside = capture("dns");
+  ASSERT_TRUE(outside);
+  auto admitted = daemon_->run_admitted(std::string("getent hosts ") + IntranetServices::kName);
+  EXPECT_EQ(admitted.exit_code, 0) << admitted.output << daemon_->log();
+  EXPECT_NE(admitted.output.find(VpnLab::kIntranetAddress), std::string::npos) << admitted.output;
+  // The admitted query went through the tunnel: no DNS packet on the outside link.
+  expect_no_leak(*outside, "port 53 or (" + std::string(kLeakFilter) + ")");
+
+  auto other = daemon_->run_unadmitted(std::string("getent hosts ") + IntranetServices::kName);
+  EXPECT_NE(other.exit_code, 0) << other.output;
+  EXPECT_EQ(other.output.find(VpnLab::kIntranetAddress), std::string::npos) << other.output;
+}
+
+TEST_F(VpnEndToEnd, IPv6FromAnAdmittedProcessIsRejectedWhenTheGatewayIsIPv4Only) {
+  // The gateway takes all traffic (no split-include) and offers no IPv6; the client has an
+  // IPv6 route out of its outside link, so a leak would show on the capture.
+  restore_gateway_ = true;
+  GatewayOptions full;
+  full.split_include = false;
+  ASSERT_TRUE(lab_->restart_gateway(full));
+  std::string add_v6 = "ip -6 addr add 64:ff9b::c612:102/120 dev c0 nodad && "
+                       "ip -6 route add default via 64:ff9b::c612:101 dev c0";
+  ASSERT_TRUE(VpnLab::exec_in(lab_->client_ns(), add_v6));
+  auto status = connect();
+  ASSERT_FALSE(status.empty());
+  EXPECT_TRUE(status.at("address6").as_string().empty());
+  auto outside = capture("ipv6");
+  ASSERT_TRUE(outside);
+  auto attempt = daemon_->run_admitted(
+      "curl -sS --max-time 3 -6 http://[64:ff9b::c612:202]/hello.txt");
+  EXPECT_NE(attempt.exit_code, 0) << attempt.output;
+  // IPv4 still works through the full tunnel.
+  expect_intranet_works("full tunnel, IPv4");
+  expect_no_leak(*outside, "ip6 and (tcp or udp)");
+  (void)VpnLab::exec_in(lab_->client_ns(), "ip -6 route del default; "
+                                           "ip -6 addr del 64:ff9b::c612:102/120 dev c0");
+}
+
+TEST_F(VpnEndToEnd, NothingIsLeftAfterDisconnectOrAfterSigkillAndRestart) {
+  ASSERT_FALSE(connect().empty());
+  expect_intranet_works("before disconnect");
+  auto done = daemon_->vpn({"disconnect"});
+  EXPECT_EQ(done.exit_code, 0) << done.output;
+  EXPECT_EQ(daemon_->wait_exit(15s), 0) << daemon_->log();
+  auto left = daemon_->leftovers();
+  EXPECT_TRUE(left.empty()) << fmt::format("{}", fmt::join(left, "\n"));
+
+  // A crash leaves the kernel state behind; the next start removes it first.
+  ASSERT_TRUE(daemon_->restart());
+  ASSERT_TRUE(daemon_->wait_connected(15s));
+  daemon_->kill_hard();
+  EXPECT_FALSE(daemon_->leftovers().empty()) << "a SIGKILL should leave the steering in place";
+  // Fail closed meanwhile: admitted traffic has no tunnel and is refused.
+  ASSERT_TRUE(daemon_->restart());
+  auto back = daemon_->wait_connected(15s);
+  ASSERT_TRUE(back) << back.error().message;
+  expect_intranet_works("after SIGKILL and restart");
+  daemon_->kill_hard();
+  // Without a daemon, `disconnect` cleans up from the ledger.
+  auto cleanup = daemon_->vpn({"disconnect"});
+  EXPECT_EQ(cleanup.exit_code, 0) << cleanup.output;
+  left = daemon_->leftovers();
+  EXPECT_TRUE(left.empty()) << fmt::format("{}", fmt::join(left, "\n"));
+}
+
+}  // namespace
+}  // namespace steward::testing
