@@ -9,7 +9,8 @@
 #
 # STEWARD_BUILD_DIR selects the CMake build directory (default: build/, configured with the
 # default preset if missing). STEWARD_VPN_BENCH_OPENCONNECT_ONLY=1 measures openconnect alone
-# (checks the harness; docs/benchmarks.md untouched). Needs root: it creates network
+# (checks the harness; docs/benchmarks.md untouched); STEWARD_VPN_BENCH_KEEP=1 keeps the work
+# directory (configs, logs) for a look afterwards. Needs root: it creates network
 # namespaces (198.18.0.0/15 addresses only) and deletes them at the end, also on failure; every
 # process it starts is ended by PID, and the work directory removed.
 set -euo pipefail
@@ -47,7 +48,11 @@ cleanup() {
     kill -TERM "$driver" 2>/dev/null || true
     wait "$driver" 2>/dev/null || true
   fi
-  rm -rf "$work"
+  if [[ -n ${STEWARD_VPN_BENCH_KEEP:-} ]]; then
+    echo "run-vpn: logs kept in $work" >&2
+  else
+    rm -rf "$work"
+  fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT

@@ -71,14 +71,18 @@ def run_lines(m, command):
 
 
 def target_lines(issue, met):
-    """The targets table of [(target, required, measured, met)] and its one-line summary."""
+    """The targets table of [(target, required, measured, met)] and its one-line summary; met
+    is None for a target the run could not measure."""
+    verdict = {True: "yes", False: "**no**", None: "not measured"}
     lines = ["| target ({}) | required | measured | met |".format(issue), "|---|---|---|---|"]
-    lines += ["| {} | {} | {} | {} |".format(t, r, v, "yes" if ok else "**no**")
-              for t, r, v, ok in met]
+    lines += ["| {} | {} | {} | {} |".format(t, r, v, verdict[ok]) for t, r, v, ok in met]
     yes = [t for t, _, _, ok in met if ok]
-    no = [t for t, _, _, ok in met if not ok]
-    return lines + ["", "Met: {}. Not met: {}.".format("; ".join(yes) or "none",
-                                                       "; ".join(no) or "none")]
+    no = [t for t, _, _, ok in met if ok is False]
+    unknown = [t for t, _, _, ok in met if ok is None]
+    summary = "Met: {}. Not met: {}.".format("; ".join(yes) or "none", "; ".join(no) or "none")
+    if unknown:
+        summary += " Not measured: {}.".format("; ".join(unknown))
+    return lines + ["", summary]
 
 
 def median_round(rounds):

@@ -4,9 +4,10 @@ Run through bench/run-vpn.sh, which owns the work directory and cleans it up.
   1. the lab: client, gateway and intranet namespaces, ocserv (password login, DTLS offered),
      an HTTP server, an iperf3 server and a UDP echo in the intranet namespace;
   2. `--rounds` rounds, each over CSTP only (DTLS datagrams dropped at the gateway, openconnect
-     also told --no-dtls) and then with DTLS: for openconnect, Steward (only the measured
-     process admitted) and Steward admitting everything, one after the other: connect, iperf3
-     up (and down), UDP round trips, disconnect;
+     also told --no-dtls) and then with DTLS: for openconnect, Steward (the measured process
+     started by `steward vpn run`) and Steward admitting everything (its option for it; without
+     one, the measured process's session admitted by PID), one after the other: connect,
+     iperf3 up (and down), UDP round trips, disconnect;
   3. startup: connect command -> first intranet HTTP answer, `--startups` times each,
      interleaved;
   4. docs/benchmarks.md, section "## VPN" (unless a diagnostic option says otherwise).
@@ -45,15 +46,25 @@ class Run:
             self.processes, self.lab, dtls, label))]
         if self.args.steward:
             from . import steward
-            systems.append(("steward", lambda dtls, label: steward.Steward(
-                self.processes, self.lab, self.args.steward, dtls, label, admit_all=False)))
-            if steward.admit_all_flags(self.args.steward) is not None:
-                systems.append(("steward-all", lambda dtls, label: steward.Steward(
-                    self.processes, self.lab, self.args.steward, dtls, label, admit_all=True)))
-            elif not self.results["notes"]:
-                self.results["notes"].append(
-                    "Not measured: Steward admitting everything (this `steward vpn connect` "
-                    "has no option for it), so neither the cost of per-process admission.")
+            binary = self.args.steward
+
+            def make_steward(admission):
+                return lambda dtls, label: steward.Steward(self.processes, self.lab, binary, dtls,
+                                                           label, admission)
+
+            systems.append(("steward", make_steward("run")))
+            if steward.admit_all_flags(binary) is not None:
+                systems.append(("steward-all", make_steward("all")))
+            else:
+                systems.append(("steward-session", make_steward("session")))
+                note = ("This `steward vpn connect` has no option to admit every process, so the "
+                        "third Steward row admits the measured command's shell by PID "
+                        "(`steward vpn admit`) before it execs the command. Its packets take "
+                        "the same path as those of `steward vpn run` (admitted cgroup, nft "
+                        "mark, policy routing, flow check), so the cost of per-process "
+                        "admission against none is not measured.")
+                if note not in self.results["notes"]:
+                    self.results["notes"].append(note)
         return systems
 
     def setup(self):
@@ -70,7 +81,7 @@ class Run:
             self.lab.gateway_url))
 
     def throughput_round(self, round_):
-        for transport in TRANSPORTS:
+        for transport in self.args.transport or TRANSPORTS:
             dtls = transport == "dtls"
             if not dtls:
                 self.lab.block_dtls(True)
@@ -123,7 +134,7 @@ class Run:
                 label, dtls, carried))
 
     def startup_phase(self):
-        systems = [name for name, _ in self.systems() if name != "steward-all"]
+        systems = [name for name, _ in self.systems() if name in ("openconnect", "steward")]
         if self.args.only:
             systems = [s for s in systems if s in self.args.only]
         for rep in range(self.args.startups):
@@ -174,7 +185,9 @@ def parse_args():
     parser.add_argument("--startups", type=int, default=7)
     parser.add_argument("--only", action="append",
                         help="diagnostics: only this system (openconnect, steward, "
-                        "steward-all); docs/benchmarks.md untouched")
+                        "steward-all or steward-session); docs/benchmarks.md untouched")
+    parser.add_argument("--transport", action="append", choices=TRANSPORTS,
+                        help="diagnostics: only this channel; docs/benchmarks.md untouched")
     return parser.parse_args()
 
 
@@ -201,7 +214,7 @@ def main():
         sys.exit(1)
     run.progress("lab removed; the host's /etc/resolv.conf is unchanged")
     text = report.render(args, run.results)
-    if args.steward and not args.only:
+    if args.steward and not args.only and not args.transport:
         storm_report.replace_section(args.doc, text, report.SECTION)
         print(text)
         run.progress("wrote {}".format(args.doc))

@@ -1,6 +1,7 @@
 """The benchmark's network: client, gateway and intranet namespaces, ocserv and intranet servers.
 
     client ns  c0 198.19.1.2/24 --veth-- g0 198.19.1.1/24  gateway ns (ocserv, forwards)
+               default route via 198.19.1.1; the gateway forwards nothing from g0 to g1
     gateway ns g1 198.19.2.1/24 --veth-- i0 198.19.2.2/24  intranet ns (HTTP, iperf3, UDP echo)
     tunnel addresses: 198.19.100.0/24 (ocserv's pool), routed back by the intranet via g1
 
@@ -80,6 +81,10 @@ class Lab:
                 ["ip", "-n", g, "link", "set", "g1", "up"],
                 ["ip", "-n", i, "link", "set", "i0", "up"],
                 ["ip", "-n", i, "route", "add", POOL + "/24", "via", GATEWAY_INSIDE],
+                # Like any machine the client has a default route, through the gateway host
+                # (which drops what it would forward from the client to the intranet: only
+                # tunnelled traffic gets there).
+                ["ip", "-n", c, "route", "add", "default", "via", GATEWAY_OUTSIDE],
                 ["ip", "netns", "exec", g, "sysctl", "-qw", "net.ipv4.ip_forward=1"]):
             procs.run(step)
         os.makedirs(self.netns_dir(), exist_ok=True)
@@ -214,9 +219,12 @@ class Lab:
 
     def start_gateway(self):
         self.write_gateway_config()
+        # Diagnostics: ocserv's debug log (why it dropped a session, say).
+        level = os.environ.get("STEWARD_VPN_BENCH_OCSERV_DEBUG")
+        debug = ["-d", level] if level else []
         self.ocserv = self.processes.spawn(
             "ocserv", self.exec_in(self.gateway_ns, ["/usr/sbin/ocserv", "-f", "-c",
-                                                     self.path("ocserv.conf")]),
+                                                     self.path("ocserv.conf")] + debug),
             self.path("ocserv.log"))
 
         def up():
@@ -265,7 +273,9 @@ class Lab:
                  "add rule inet {t} input tcp dport {p} counter name cstp; "
                  "add rule inet {t} input udp dport {p} counter name dtls; "
                  "add rule inet {t} output tcp sport {p} counter name cstp; "
-                 "add rule inet {t} output udp sport {p} counter name dtls".format(
+                 "add rule inet {t} output udp sport {p} counter name dtls; "
+                 "add chain inet {t} forward {{ type filter hook forward priority 0; }}; "
+                 "add rule inet {t} forward iifname g0 oifname g1 counter drop".format(
                      t=t, p=GATEWAY_PORT))
 
     def counters(self):
@@ -317,7 +327,7 @@ class Lab:
                        "the iperf3 server", step=0.05)
 
     def intranet_unreachable_directly(self):
-        """Without a tunnel the client has no route to the intranet (nothing bypasses it)."""
+        """Without a tunnel the client cannot reach the intranet (nothing bypasses it)."""
         done = subprocess.run(self.exec_in(self.client_ns, [
             "curl", "-s", "-o", "/dev/null", "--max-time", "1",
             "http://{}:{}/".format(INTRANET_ADDRESS, HTTP_PORT)]), stdin=subprocess.DEVNULL,

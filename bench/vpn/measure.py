@@ -1,8 +1,8 @@
 """One measurement each: iperf3 TCP throughput, UDP round trips, connect -> first HTTP answer.
 
-The commands run in the client namespace behind the client's run prefix (empty for
-openconnect, `steward vpn run --` for Steward), so that only the process being measured is the
-one the VPN client has to admit.
+The measured commands run in the client namespace through the client's `run` (plain for
+openconnect, behind `steward vpn run --` or admitted by PID for Steward), so that the process
+being measured is the one the VPN client has to admit.
 """
 
 import json
@@ -33,16 +33,14 @@ def _waited(pids):
 
 
 def iperf(lab, client, seconds, reverse):
-    argv = lab.exec_in(lab.client_ns, client.run_prefix() + [
-        "iperf3", "-c", lab_.INTRANET_ADDRESS, "-p", str(lab_.IPERF_PORT), "-t", str(seconds),
-        "-J"] + (["-R"] if reverse else []))
+    argv = ["iperf3", "-c", lab_.INTRANET_ADDRESS, "-p", str(lab_.IPERF_PORT), "-t",
+            str(seconds), "-J"] + (["-R"] if reverse else [])
     pids = client.cpu_pids()
     cpu_before, gateway_before, waited_before = _cpu(pids), lab.gateway_cpu_seconds(), _waited(
         pids)
     counters_before = lab.counters()
     started = time.monotonic()
-    done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
-                          timeout=seconds + 60)
+    done = client.run(argv, timeout=seconds + 60)
     wall = time.monotonic() - started
     cpu_after, gateway_after, waited_after = _cpu(pids), lab.gateway_cpu_seconds(), _waited(
         pids)
@@ -75,11 +73,9 @@ def iperf(lab, client, seconds, reverse):
 
 
 def udp_ping(lab, client, count):
-    argv = lab.exec_in(lab.client_ns, client.run_prefix() + [
-        lab.python, "-m", "vpn.probes", "udp-ping", "--host", lab_.INTRANET_ADDRESS, "--port",
-        str(lab_.ECHO_PORT), "--count", str(count)])
-    done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=_env(lab),
-                          timeout=count * 2 + 60)
+    done = client.run([lab.python, "-m", "vpn.probes", "udp-ping", "--host",
+                       lab_.INTRANET_ADDRESS, "--port", str(lab_.ECHO_PORT), "--count",
+                       str(count)], timeout=count * 2 + 60, env=_env(lab))
     if done.returncode != 0:
         raise RuntimeError("udp-ping through {} failed ({}): {}".format(
             client.label, done.returncode, done.stderr.decode(errors="replace")[-400:]))

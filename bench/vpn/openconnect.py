@@ -6,6 +6,7 @@ to the gateway and vpnc-script removes its routes and restores the namespace's r
 """
 
 import os
+import subprocess
 
 from storm import procs
 
@@ -50,9 +51,11 @@ class OpenConnect:
         with open(self.log, errors="replace") as log:
             return "Established DTLS connection" in log.read()
 
-    def run_prefix(self):
+    def run(self, argv, timeout, env=None):
         """Every process of the client namespace uses openconnect's routes."""
-        return []
+        return subprocess.run(self.lab.exec_in(self.lab.client_ns, argv),
+                              stdin=subprocess.DEVNULL, capture_output=True, env=env,
+                              timeout=timeout)
 
     def cpu_pids(self):
         return {"openconnect": self.child.pid}

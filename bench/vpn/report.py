@@ -10,7 +10,9 @@ SECTION = "## VPN"
 
 NAMES = {"openconnect": "openconnect 9.01 + vpnc-script",
          "steward": "Steward, only the measured process admitted (`steward vpn run --`)",
-         "steward-all": "Steward admitting everything"}
+         "steward-all": "Steward admitting everything",
+         "steward-session": "Steward, the measured command's shell admitted by PID "
+                            "(`steward vpn admit`)"}
 CHANNELS = {"cstp": "CSTP only", "dtls": "DTLS"}
 
 
@@ -82,19 +84,29 @@ def targets(results, directions):
         for direction in directions:
             st = throughput(results, "steward", transport, direction)
             everything = throughput(results, "steward-all", transport, direction)
+            session = throughput(results, "steward-session", transport, direction)
+            target = "cost of per-process admission, {}, {}".format(CHANNELS[transport],
+                                                                     direction)
             if st and everything:
                 cost = 1 - st["gbps"] / everything["gbps"]
-                rows.append(("cost of per-process admission, {}, {}".format(
-                    CHANNELS[transport], direction), "<= 5% vs admitting everything",
-                    "{:+.1f}% ({:.2f} vs {:.2f} Gbit/s)".format(
-                        cost * 100, st["gbps"], everything["gbps"]), cost <= 0.05))
+                rows.append((target, "<= 5% vs admitting everything",
+                             "{:+.1f}% ({:.2f} vs {:.2f} Gbit/s)".format(
+                                 cost * 100, st["gbps"], everything["gbps"]), cost <= 0.05))
+            elif st and session:
+                # Admitting a session by PID takes the same per-packet path as `run`, so this
+                # compares two ways to admit, not admission against none.
+                cost = 1 - st["gbps"] / session["gbps"]
+                rows.append((target, "<= 5% vs admitting everything",
+                             "Steward has no admit-everything mode; `run` vs session admitted "
+                             "by PID: {:+.1f}% ({:.2f} vs {:.2f} Gbit/s)".format(
+                                 cost * 100, st["gbps"], session["gbps"]), None))
     return rows
 
 
 def render(args, results):
     m = results["machine"]
     directions = ["up", "down"] if args.reverse else ["up"]
-    systems = [s for s in ("openconnect", "steward", "steward-all")
+    systems = [s for s in ("openconnect", "steward", "steward-all", "steward-session")
                if any(key[0] == s for key in results["throughput"])]
     lines = [
         SECTION, "",

@@ -45,15 +45,19 @@ def _write_files(lab, binary, label, dtls):
 
 
 class Steward:
+    """admission: "run" (each measured command behind `steward vpn run --`), "session" (the
+    measured command's shell admitted by PID with `steward vpn admit`, then it execs the
+    command) or "all" (the daemon's admit-everything option)."""
+
     kind = "steward"
 
-    def __init__(self, processes, lab, binary, dtls, label, admit_all):
+    def __init__(self, processes, lab, binary, dtls, label, admission):
         self.processes = processes
         self.lab = lab
         self.binary = binary
         self.dtls = dtls
         self.label = label
-        self.admit_all = admit_all
+        self.admission = admission
         self.log = os.path.join(lab.dir, "steward-{}.log".format(label))
         self.config = _write_files(lab, binary, label, dtls)
         self.child = None
@@ -71,7 +75,7 @@ class Steward:
 
     def connect(self):
         argv = self.cli("connect", "--config", self.config)
-        if self.admit_all:
+        if self.admission == "all":
             argv += admit_all_flags(self.binary)
         self.child = self.processes.spawn("steward vpn connect", self.lab.exec_in(
             self.lab.client_ns, argv), self.log)
@@ -87,10 +91,27 @@ class Steward:
         procs.wait_for(ready, 30, "Steward's tunnel ({})".format(
             "DTLS" if self.dtls else "CSTP"), step=0.05)
 
-    def run_prefix(self):
-        if self.admit_all:
-            return []
-        return self.cli("run", "--config", self.config, "--")
+    def run(self, argv, timeout, env=None):
+        if self.admission == "run":
+            argv = self.cli("run", "--config", self.config, "--") + argv
+        if self.admission != "session":
+            return subprocess.run(self.lab.exec_in(self.lab.client_ns, argv),
+                                  stdin=subprocess.DEVNULL, capture_output=True, env=env,
+                                  timeout=timeout)
+        # The shell waits for a line on stdin, is admitted by its PID meanwhile, then execs
+        # the measured command (same PID, already in the admitted cgroup).
+        shell = subprocess.Popen(self.lab.exec_in(self.lab.client_ns, [
+            "sh", "-c", 'read go; exec "$@"', "sh"] + argv), stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        try:
+            procs.run(self.lab.exec_in(self.lab.client_ns, self.cli(
+                "admit", "--config", self.config, str(shell.pid))))
+            out, err = shell.communicate(b"go\n", timeout=timeout)
+        finally:
+            if shell.poll() is None:
+                shell.kill()
+                shell.wait()
+        return subprocess.CompletedProcess(argv, shell.returncode, out, err)
 
     def cpu_pids(self):
         return {"steward": self.child.pid}
