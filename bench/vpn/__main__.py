@@ -57,14 +57,6 @@ class Run:
                 systems.append(("steward-all", make_steward("all")))
             else:
                 systems.append(("steward-session", make_steward("session")))
-                note = ("This `steward vpn connect` has no option to admit every process, so the "
-                        "third Steward row admits the measured command's shell by PID "
-                        "(`steward vpn admit`) before it execs the command. Its packets take "
-                        "the same path as those of `steward vpn run` (admitted cgroup, nft "
-                        "mark, policy routing, flow check), so the cost of per-process "
-                        "admission against none is not measured.")
-                if note not in self.results["notes"]:
-                    self.results["notes"].append(note)
         return systems
 
     def setup(self):
@@ -95,16 +87,31 @@ class Run:
                     self.lab.block_dtls(False)
 
     def one_system(self, name, make, transport, round_):
+        """Connects, measures and disconnects one system. A failure (the client cannot connect,
+        a measurement breaks off) is recorded with what the client and ocserv logged, and the
+        run goes on with the next measurement."""
         label = "{}-{}-{}".format(name, transport, round_ + 1)
         client = make(transport == "dtls", label)
+        figures = {}
+        self.results["throughput"].setdefault((name, transport), []).append(figures)
+        gateway_mark = self.lab.gateway_log_size()
         self.progress("{}: connecting".format(label))
-        client.connect()
         try:
-            figures = {}
-            directions = ["up", "down"] if self.args.reverse else ["up"]
-            for direction in directions:
-                f = measure.iperf(self.lab, client, self.args.seconds, direction == "down")
-                self.check_channel(label, transport, f)
+            client.connect()
+        except RuntimeError as error:
+            figures["error"] = self.failure(label, "connect", error, client, gateway_mark)
+            self.stop_client(label, client)
+            return
+        try:
+            for direction in ["up", "down"] if self.args.reverse else ["up"]:
+                gateway_mark = self.lab.gateway_log_size()
+                try:
+                    f = measure.iperf(self.lab, client, self.args.seconds, direction == "down")
+                    self.check_channel(label, transport, f)
+                except RuntimeError as error:
+                    figures[direction] = {"error": self.failure(
+                        label, "iperf3 " + direction, error, client, gateway_mark)}
+                    continue
                 figures[direction] = f
                 self.progress("{}: iperf3 {} {:.2f} Gbit/s, retransmits {}, client CPU {}, "
                               "gateway CPU {:.0f}%, bytes cstp/dtls {}/{}".format(
@@ -114,13 +121,37 @@ class Run:
                                       for k, v in f["cpu_percent"].items()),
                                   f["gateway_cpu_percent"], f["channel_bytes"]["cstp"],
                                   f["channel_bytes"]["dtls"]))
-            self.results["throughput"].setdefault((name, transport), []).append(figures)
-            ping = measure.udp_ping(self.lab, client, self.args.pings)
+            gateway_mark = self.lab.gateway_log_size()
+            try:
+                ping = measure.udp_ping(self.lab, client, self.args.pings)
+            except RuntimeError as error:
+                ping = {"error": self.failure(label, "UDP round trips", error, client,
+                                              gateway_mark)}
             self.results["latency"].setdefault((name, transport), []).append(ping)
-            self.progress("{}: UDP round trips p50 {:.0f} us, p99 {:.0f} us, lost {}".format(
-                label, ping["p50_us"], ping["p99_us"], ping["lost"]))
+            if "error" not in ping:
+                self.progress("{}: UDP round trips p50 {:.0f} us, p99 {:.0f} us, lost {}".format(
+                    label, ping["p50_us"], ping["p99_us"], ping["lost"]))
         finally:
+            self.stop_client(label, client)
+
+    def stop_client(self, label, client):
+        try:
             client.disconnect()
+        except RuntimeError as error:
+            self.failure(label, "disconnect", error, client, None)
+
+    def failure(self, label, what, error, client, gateway_mark):
+        """Records a failed measurement with the client's and ocserv's complaints; returns the
+        one-line summary the report shows."""
+        said = client.complaints() if client is not None else []
+        if gateway_mark is not None:
+            said += ["ocserv: " + line for line in self.lab.gateway_errors(gateway_mark)]
+        text = "{} {}: {}".format(label, what, str(error).strip().splitlines()[-1][:300])
+        if said:
+            text += " (logged: {})".format("; ".join(said[:4]))
+        self.results["notes"].append("Failed: " + text)
+        self.progress("FAILED " + text)
+        return text
 
     def check_channel(self, label, transport, figures):
         """The data went over the channel the row claims (counted at the gateway)."""
@@ -148,8 +179,16 @@ class Run:
                     from . import steward
                     connect, attempt, teardown, exits, stdin_path = steward.startup_commands(
                         self.lab, self.args.steward, "startup-{}".format(rep + 1))
-                result = measure.startup(self.lab, name, connect, attempt, teardown, exits,
-                                         stdin_path, log)
+                gateway_mark = self.lab.gateway_log_size()
+                try:
+                    result = measure.startup(self.lab, name, connect, attempt, teardown, exits,
+                                             stdin_path, log)
+                except RuntimeError as error:
+                    self.results["startup_failures"] = self.results.get("startup_failures", 0) + 1
+                    self.failure("startup-{}-{}".format(name, rep + 1), "connect", error, None,
+                                 gateway_mark)
+                    self.wait_clean(name)
+                    continue
                 self.results["startup"].setdefault(name, []).append(result)
                 self.progress("startup {} #{}: {:.3f} s ({} attempts)".format(
                     name, rep + 1, result["seconds"], result["attempts"]))

@@ -219,9 +219,9 @@ class Lab:
 
     def start_gateway(self):
         self.write_gateway_config()
-        # Diagnostics: ocserv's debug log (why it dropped a session, say).
-        level = os.environ.get("STEWARD_VPN_BENCH_OCSERV_DEBUG")
-        debug = ["-d", level] if level else []
+        # Level 1 logs ocserv's errors only (why it dropped a session, say); more with
+        # STEWARD_VPN_BENCH_OCSERV_DEBUG for diagnostics.
+        debug = ["-d", os.environ.get("STEWARD_VPN_BENCH_OCSERV_DEBUG", "1")]
         self.ocserv = self.processes.spawn(
             "ocserv", self.exec_in(self.gateway_ns, ["/usr/sbin/ocserv", "-f", "-c",
                                                      self.path("ocserv.conf")] + debug),
@@ -246,6 +246,25 @@ class Lab:
                 os.kill(pid, 9)
             except ProcessLookupError:
                 pass
+
+    def gateway_log_size(self):
+        try:
+            return os.path.getsize(self.path("ocserv.log"))
+        except OSError:
+            return 0
+
+    def gateway_errors(self, since):
+        """ocserv's error lines written after offset `since` of its log."""
+        with open(self.path("ocserv.log"), "rb") as log:
+            log.seek(since)
+            lines = log.read().decode(errors="replace").splitlines()
+        found = []
+        for line in lines:
+            if "error" in line.lower() or "unexpected" in line or "failed" in line:
+                text = line.split(": ", 1)[-1].strip()
+                if text not in found:
+                    found.append(text)
+        return found
 
     def gateway_cpu_seconds(self):
         """CPU time used so far by the processes now in the gateway namespace (ocserv's main
@@ -340,3 +359,19 @@ class Lab:
 
         procs.wait_for(present, timeout, "a route to {} in {}".format(prefix, ns), step=0.02)
 
+
+def log_lines(path, marks, most=3):
+    """The first distinct lines of a log that contain one of `marks`."""
+    found = []
+    try:
+        with open(path, errors="replace") as log:
+            for line in log:
+                if any(mark in line for mark in marks):
+                    text = line.strip()[:200]
+                    if text not in found:
+                        found.append(text)
+                    if len(found) == most:
+                        break
+    except OSError:
+        pass
+    return found

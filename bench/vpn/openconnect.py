@@ -28,6 +28,7 @@ def connect_argv(lab, dtls):
 
 class OpenConnect:
     kind = "openconnect"
+    COMPLAINTS = ("rror", "ailed", "Unexpected")
 
     def __init__(self, processes, lab, dtls, label):
         self.processes = processes
@@ -56,6 +57,10 @@ class OpenConnect:
         return subprocess.run(self.lab.exec_in(self.lab.client_ns, argv),
                               stdin=subprocess.DEVNULL, capture_output=True, env=env,
                               timeout=timeout)
+
+    def complaints(self):
+        """The warnings and errors in its log, for a failed measurement."""
+        return lab_.log_lines(self.log, self.COMPLAINTS)
 
     def cpu_pids(self):
         return {"openconnect": self.child.pid}

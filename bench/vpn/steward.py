@@ -50,6 +50,7 @@ class Steward:
     command) or "all" (the daemon's admit-everything option)."""
 
     kind = "steward"
+    COMPLAINTS = (" W vpn ", " E vpn ")
 
     def __init__(self, processes, lab, binary, dtls, label, admission):
         self.processes = processes
@@ -112,6 +113,10 @@ class Steward:
                 shell.kill()
                 shell.wait()
         return subprocess.CompletedProcess(argv, shell.returncode, out, err)
+
+    def complaints(self):
+        """The warnings and errors in its log, for a failed measurement."""
+        return lab_.log_lines(self.log, self.COMPLAINTS)
 
     def cpu_pids(self):
         return {"steward": self.child.pid}
