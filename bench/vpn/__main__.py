@@ -189,6 +189,9 @@ class Run:
                                  gateway_mark)
                     self.wait_clean(name)
                     continue
+                if name == "steward":
+                    from . import steward
+                    result["phases"] = steward.startup_phases(log)
                 self.results["startup"].setdefault(name, []).append(result)
                 self.progress("startup {} #{}: {:.3f} s ({} attempts)".format(
                     name, rep + 1, result["seconds"], result["attempts"]))

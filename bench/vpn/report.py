@@ -179,6 +179,15 @@ def render(args, results):
         if runs:
             lines.append("| {} | {:.3f} | {:.3f} | {:.3f} |".format(
                 NAMES[system].split(",")[0], statistics.median(runs), min(runs), max(runs)))
+    phases = [r.get("phases", {}) for r in results["startup"].get("steward", [])]
+    known = [name for name in ("login", "tunnel", "steering", "ready")
+             if phases and all(name in p for p in phases)]
+    if known:
+        lines += ["", "Steward's own log on the way (median ms after its first log line): " +
+                  ", ".join("{} {:.0f}".format(
+                      {"login": "login complete", "tunnel": "CSTP tunnel open",
+                       "steering": "steering set up", "ready": "ready"}[name],
+                      statistics.median(p[name] for p in phases)) for name in known) + "."]
     met = targets(results, directions)
     lines += [""] + storm_report.target_lines("issue 3", met)
     notes = list(results.get("notes", []))

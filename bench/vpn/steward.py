@@ -7,6 +7,7 @@ cgroup2 mount point) is under the benchmark's work directory, its cgroup has a n
 and its TUN, routes, rules and nft table live in the client namespace.
 """
 
+import datetime
 import json
 import os
 import subprocess
@@ -156,3 +157,25 @@ def startup_commands(lab, binary, label):
                "http://{}:{}/".format(lab_.INTRANET_ADDRESS, lab_.HTTP_PORT)]
     return ([binary, "vpn", "connect", "--config", config], attempt,
             [binary, "vpn", "disconnect", "--config", config], False, None)
+
+
+# Lines of `steward vpn connect`'s log that mark its way to a usable tunnel.
+PHASES = (("login", " login complete "), ("tunnel", " tunnel open "),
+          ("steering", " steering started "), ("ready", " vpn ready "))
+
+
+def startup_phases(log_path):
+    """Milliseconds from the daemon's first log line to each phase, from its timestamps."""
+    stamps = {}
+    first = None
+    with open(log_path, errors="replace") as log:
+        for line in log:
+            try:
+                stamp = datetime.datetime.fromisoformat(line.split(" ", 1)[0])
+            except ValueError:
+                continue
+            first = first or stamp
+            for name, mark in PHASES:
+                if mark in line and name not in stamps:
+                    stamps[name] = (stamp - first).total_seconds() * 1e3
+    return stamps
