@@ -19,6 +19,31 @@ SESSION_NOTE = (
     "command. Its packets take the same path as those of `steward vpn run` (admitted cgroup, "
     "nft mark, policy routing, flow check), so the cost of per-process admission against none "
     "is not measured.")
+HOW = [
+    "Each round runs, over CSTP only and then with DTLS, every system one after the other on a "
+    "fresh connection: connect, iperf3 up, iperf3 down, UDP round trips, disconnect. Only one "
+    "system is connected at a time.",
+    "openconnect runs in the foreground as `openconnect --protocol=anyconnect --user ... "
+    "--passwd-on-stdin --cafile ... --interface tun-oc --script "
+    "/usr/share/vpnc-scripts/vpnc-script [--no-dtls] https://198.19.1.1:4443/`; its script "
+    "installs the split-include route and writes the DNS settings into the client namespace's "
+    "own resolv.conf (`/etc/netns/<ns>/resolv.conf`, which `ip netns exec` shows as "
+    "/etc/resolv.conf); the host's /etc/resolv.conf is checked to be unchanged at the end.",
+    "Steward runs in the foreground as `steward vpn connect --config ...` (the config names the "
+    "gateway, the CA, a credentials file and, for CSTP only, `dtls = false`); it is counted "
+    "ready when `steward vpn status --json` says the tunnel is up (and the data channel is "
+    "DTLS where it should be).",
+    "The client namespace has a default route through the gateway host, as a machine does; "
+    "the gateway host forwards nothing from the client's link to the intranet, so only "
+    "tunnelled traffic gets there. nft byte counters on ocserv's TCP and UDP port check that "
+    "each measurement went over the channel its row names (a DTLS row needs at least 90% of "
+    "the bytes on UDP, a CSTP row none).",
+    "CPU % = CPU time (user + system, `/proc/<pid>/stat`) used during the upload / its wall "
+    "time; the waiting share is from `/proc/<pid>/schedstat`. iperf3 and the UDP probe are not "
+    "counted.",
+    "UDP round trips: a Python client sends a 64-byte datagram, waits for the echo (1 s "
+    "timeout, counted lost) and sends the next; 50 warm-up round trips are not counted.",
+]
 CHANNELS = {"cstp": "CSTP only", "dtls": "DTLS"}
 
 
@@ -143,7 +168,7 @@ def render(args, results):
     ] + storm_report.run_lines(m, args.command) + [
         "",
         "TCP throughput, `iperf3 -t {}` from the client namespace to the intranet (up) and "
-        "with `-R` (down), Gbit/s received; the median of {} rounds, every round in "
+        "with `-R` (down), Gbit/s received; the median of {} round(s), every round in "
         "brackets. CPU: % of one core used during the upload by the VPN client process (in "
         "brackets: % of the time it was runnable but waiting for a core, a sign of the other "
         "load on the machine) and by ocserv (all its processes). UDP: {} request/response round trips of 64 bytes, "
@@ -190,6 +215,7 @@ def render(args, results):
                       statistics.median(p[name] for p in phases)) for name in known) + "."]
     met = targets(results, directions)
     lines += [""] + storm_report.target_lines("issue 3", met)
+    lines += ["", "How the figures are taken:"] + ["- " + line for line in HOW]
     notes = list(results.get("notes", []))
     if "steward-session" in systems:
         notes.insert(0, SESSION_NOTE)
