@@ -105,6 +105,7 @@ class Run:
         try:
             for direction in ["up", "down"] if self.args.reverse else ["up"]:
                 gateway_mark = self.lab.gateway_log_size()
+                profiler = self.start_profile(name, client, label + "-" + direction)
                 try:
                     f = measure.iperf(self.lab, client, self.args.seconds, direction == "down")
                     self.check_channel(label, transport, f)
@@ -112,6 +113,8 @@ class Run:
                     figures[direction] = {"error": self.failure(
                         label, "iperf3 " + direction, error, client, gateway_mark)}
                     continue
+                finally:
+                    self.stop_profile(profiler)
                 figures[direction] = f
                 self.progress("{}: iperf3 {} {:.2f} Gbit/s, retransmits {}, client CPU {}, "
                               "gateway CPU {:.0f}%, bytes cstp/dtls {}/{}".format(
@@ -133,6 +136,24 @@ class Run:
                     label, ping["p50_us"], ping["p99_us"], ping["lost"]))
         finally:
             self.stop_client(label, client)
+
+    def start_profile(self, name, client, label):
+        """Diagnostics (--perf-out): a sampling profile of Steward's daemon during iperf3."""
+        if not self.args.perf_out or name != "steward":
+            return None
+        os.makedirs(self.args.perf_out, exist_ok=True)
+        return self.processes.spawn("perf record", [
+            "perf", "record", "-F", "999", "--call-graph", "dwarf,16384", "-o",
+            os.path.join(self.args.perf_out, label + ".data"), "-p",
+            str(client.cpu_pids()["steward"])], self.lab.path("perf-" + label + ".log"))
+
+    def stop_profile(self, profiler):
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)
+            try:
+                profiler.wait(timeout=60)
+            finally:
+                self.processes.stop(profiler)
 
     def stop_client(self, label, client):
         try:
@@ -230,6 +251,9 @@ def parse_args():
                         "steward-all or steward-session); docs/benchmarks.md untouched")
     parser.add_argument("--transport", action="append", choices=TRANSPORTS,
                         help="diagnostics: only this channel; docs/benchmarks.md untouched")
+    parser.add_argument("--perf-out", help="diagnostics: perf record of Steward's daemon "
+                        "during each of its iperf3 runs, into this directory; "
+                        "docs/benchmarks.md untouched")
     return parser.parse_args()
 
 
@@ -256,7 +280,7 @@ def main():
         sys.exit(1)
     run.progress("lab removed; the host's /etc/resolv.conf is unchanged")
     text = report.render(args, run.results)
-    if args.steward and not args.only and not args.transport:
+    if args.steward and not (args.only or args.transport or args.perf_out):
         storm_report.replace_section(args.doc, text, report.SECTION)
         print(text)
         run.progress("wrote {}".format(args.doc))
