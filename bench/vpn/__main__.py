@@ -240,7 +240,7 @@ def parse_args():
                         "docs/benchmarks.md untouched)")
     parser.add_argument("--doc", required=True, help="docs/benchmarks.md")
     parser.add_argument("--command", required=True, help="the command line, for the doc")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=10, help="iperf3 -t")
     parser.add_argument("--no-reverse", dest="reverse", action="store_false",
                         help="iperf3 client -> server only (no -R run)")
