@@ -220,9 +220,7 @@ class Run:
 
     def wait_clean(self, name):
         """The next repetition starts from a client namespace without the previous tunnel."""
-        procs.wait_for(lambda: lab_.INTRANET_PREFIX not in procs.run(self.lab.exec_in(
-            self.lab.client_ns, ["ip", "-4", "route", "show"])), 10,
-            "{}'s routes to go".format(name), step=0.05)
+        self.lab.wait_client_clean(name)
 
 
 def resolv_digest():

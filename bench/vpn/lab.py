@@ -353,6 +353,24 @@ class Lab:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return done.returncode != 0
 
+    def client_leftovers(self):
+        """What a VPN client left in the client namespace: routes toward the intranet in any
+        table, and tunnel devices."""
+        found = [line for line in procs.run(self.exec_in(self.client_ns, [
+            "ip", "-4", "route", "show", "table", "all"])).splitlines()
+            if INTRANET_PREFIX.split("/")[0] in line]
+        found += [line.split("<")[0] for line in procs.run(self.exec_in(self.client_ns, [
+            "ip", "-o", "link", "show", "type", "tun"])).splitlines()]
+        return found
+
+    def wait_client_clean(self, who, timeout=10):
+        try:
+            procs.wait_for(lambda: not self.client_leftovers(), timeout,
+                           "{} to leave the client namespace clean".format(who), step=0.05)
+        except RuntimeError:
+            raise RuntimeError("{} left behind: {}".format(who, "; ".join(
+                self.client_leftovers())))
+
     def wait_route(self, ns, prefix, timeout=20):
         def present():
             return prefix in procs.run(self.exec_in(ns, ["ip", "-4", "route", "show"]))

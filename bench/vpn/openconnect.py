@@ -69,9 +69,7 @@ class OpenConnect:
         if self.child is not None:
             self.processes.stop(self.child, grace=10)
             self.child = None
-            procs.wait_for(lambda: lab_.INTRANET_PREFIX not in procs.run(
-                self.lab.exec_in(self.lab.client_ns, ["ip", "-4", "route", "show"])), 10,
-                "openconnect's routes to go", step=0.05)
+            self.lab.wait_client_clean("openconnect")
 
 
 def startup_commands(lab, dtls):

@@ -135,6 +135,7 @@ class Steward:
         code = self.child.poll()
         self.processes.stop(self.child)
         self.child = None
+        self.lab.wait_client_clean("steward")
         if code not in (0, None):
             raise RuntimeError("steward vpn connect ended with {}; see {}".format(code, self.log))
 
