@@ -8,11 +8,11 @@
 #include "vpn/steering/steering.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <boost/json.hpp>
-#include <fmt/format.h>
 
 #include <chrono>
 #include <csignal>
@@ -169,7 +169,8 @@ void add_connect(CLI::App& vpn, std::function<int()>& action) {
   auto* command = vpn.add_subcommand("connect", "Connect to the gateway and run the VPN daemon");
   command->add_option("--config", flags->config_file, "TOML config ([vpn] table)");
   command->add_option("--gateway", flags->gateway, "Gateway URL, https://host[:port][/group]");
-  auto* ca = command->add_option("--ca", flags->ca, "PEM CA file the gateway's certificate chains to");
+  auto* ca =
+      command->add_option("--ca", flags->ca, "PEM CA file the gateway's certificate chains to");
   auto* pin = command->add_option("--pin", flags->pin, "Gateway public key pin, pin-sha256:...");
   ca->excludes(pin);
   command->add_option("--user", flags->user, "User name (the password is asked on the terminal)");
@@ -249,14 +250,14 @@ void add_run(CLI::App& vpn, std::function<int()>& action) {
   };
   auto flags = std::make_shared<Flags>();
   auto* command = vpn.add_subcommand(
-      "run", "Run a command admitted to the intranet (it and all its children); exits with "
-             "the command's exit code");
+      "run",
+      "Run a command admitted to the intranet (it and all its children); exits with "
+      "the command's exit code");
   flags->daemon.add(command);
   command->add_option("command", flags->argv, "The command and its arguments (after --)")
       ->required();
-  command->callback([&action, flags] {
-    action = [flags] { return run(flags->daemon, flags->argv); };
-  });
+  command->callback(
+      [&action, flags] { action = [flags] { return run(flags->daemon, flags->argv); }; });
 }
 
 // ---- admit, status, disconnect
@@ -386,16 +387,14 @@ void add_queries(CLI::App& vpn, std::function<int()>& action) {
   auto* status_command = vpn.add_subcommand("status", "Show the tunnel and admitted processes");
   flags->daemon.add(status_command);
   status_command->add_flag("--json", flags->json, "Machine-readable output");
-  status_command->callback([&action, flags] {
-    action = [flags] { return status(flags->daemon, flags->json); };
-  });
+  status_command->callback(
+      [&action, flags] { action = [flags] { return status(flags->daemon, flags->json); }; });
 
   auto* disconnect_command =
       vpn.add_subcommand("disconnect", "End the session and remove everything it set up");
   flags->daemon.add(disconnect_command);
-  disconnect_command->callback([&action, flags] {
-    action = [flags] { return disconnect(flags->daemon); };
-  });
+  disconnect_command->callback(
+      [&action, flags] { action = [flags] { return disconnect(flags->daemon); }; });
 }
 
 }  // namespace

@@ -31,8 +31,8 @@ Result<toml::table> parse(const std::string& path) {
   try {
     return toml::parse_file(path);
   } catch (const toml::parse_error& error) {
-    return Error::make(ErrorCode::kInvalidArgument, "{}: {} (line {})", path,
-                       error.description(), error.source().begin.line);
+    return Error::make(ErrorCode::kInvalidArgument, "{}: {} (line {})", path, error.description(),
+                       error.source().begin.line);
   }
 }
 
@@ -80,21 +80,43 @@ Status read_strings(const toml::table& table, VpnConfig& config) {
   text("nft_table", config.nft_table);
   text("cgroup_path", config.cgroup_path);
   text("cgroup2_fallback_mount", config.cgroup2_fallback_mount);
+  text("exec_rules_netns", config.exec_rules_netns);
   config.dtls = table["dtls"].value_or(config.dtls);
   config.ipv6 = table["ipv6"].value_or(config.ipv6);
   return ok();
 }
 
 Status read_vpn(const toml::table& table, VpnConfig& config, const std::string& path) {
-  static const std::set<std::string> known = {
-      "gateway",      "ca_file",          "pin",                    "server_name",
-      "credentials_file", "username",     "group",                  "dtls",
-      "ipv6",         "instance",         "state_directory",        "control_socket",
-      "status_address", "status_port",    "port_file",              "log_level",
-      "tun_name",     "table",            "rule_priority",          "mark",
-      "nft_table",    "cgroup_path",      "cgroup2_fallback_mount", "exec_rules",
-      "reconnect_min_ms", "reconnect_max_ms", "reconnect_timeout_s", "connect_timeout_s",
-      "flow_ttl_s"};
+  static const std::set<std::string> known = {"gateway",
+                                              "ca_file",
+                                              "pin",
+                                              "server_name",
+                                              "credentials_file",
+                                              "username",
+                                              "group",
+                                              "dtls",
+                                              "ipv6",
+                                              "instance",
+                                              "state_directory",
+                                              "control_socket",
+                                              "status_address",
+                                              "status_port",
+                                              "port_file",
+                                              "log_level",
+                                              "tun_name",
+                                              "table",
+                                              "rule_priority",
+                                              "mark",
+                                              "nft_table",
+                                              "cgroup_path",
+                                              "cgroup2_fallback_mount",
+                                              "exec_rules",
+                                              "exec_rules_netns",
+                                              "reconnect_min_ms",
+                                              "reconnect_max_ms",
+                                              "reconnect_timeout_s",
+                                              "connect_timeout_s",
+                                              "flow_ttl_s"};
   if (auto status = only_known(table, known, "vpn.", path); !status) return status;
   if (auto status = read_strings(table, config); !status) return status;
   for (auto status : {read_number(table, "status_port", config.status_port, 65535, path),
@@ -177,9 +199,9 @@ Status validate(const VpnConfig& config) {
   if (config.instance.empty() || config.instance.find('/') != std::string::npos) {
     return bad("instance must be a non-empty name without '/'");
   }
-  if (config.nft_table.empty() || config.nft_table.find_first_not_of(
-                                      "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                      "0123456789_") != std::string::npos) {
+  if (config.nft_table.empty() ||
+      config.nft_table.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                         "0123456789_") != std::string::npos) {
     return bad("nft_table must be letters, digits and '_'");
   }
   if (config.table == 0 || config.table == 253 || config.table == 254 || config.table == 255) {

@@ -47,6 +47,9 @@ struct VpnConfig {
   std::string cgroup_path = "steward-vpn/admitted";
   std::string cgroup2_fallback_mount = "/run/steward-vpn/cgroup2";
   std::vector<std::string> exec_rules;  // executables admitted when they start
+  // Where the proc connector works (the initial network namespace), entered to watch execs
+  // when the daemon itself runs in another network namespace.
+  std::string exec_rules_netns = "/proc/1/ns/net";
 
   std::chrono::milliseconds reconnect_min{200};
   std::chrono::milliseconds reconnect_max{5000};

@@ -31,10 +31,11 @@ json::object refusal(std::string message) {
 // Writes one answer line and closes after the peer has read it.
 void answer(std::shared_ptr<local::socket> socket, const json::object& reply) {
   auto text = std::make_shared<std::string>(json::serialize(reply) + "\n");
-  asio::async_write(*socket, asio::buffer(*text), [socket, text](boost::system::error_code, size_t) {
-    boost::system::error_code ignored;
-    socket->shutdown(local::socket::shutdown_send, ignored);
-  });
+  asio::async_write(*socket, asio::buffer(*text),
+                    [socket, text](boost::system::error_code, size_t) {
+                      boost::system::error_code ignored;
+                      socket->shutdown(local::socket::shutdown_send, ignored);
+                    });
 }
 
 }  // namespace
@@ -60,15 +61,16 @@ void ControlServer::Impl::accept() {
       auto socket = std::make_shared<local::socket>(std::move(accepted));
       ucred credentials{};
       socklen_t size = sizeof(credentials);
-      bool known = ::getsockopt(socket->native_handle(), SOL_SOCKET, SO_PEERCRED, &credentials,
-                                &size) == 0;
+      bool known =
+          ::getsockopt(socket->native_handle(), SOL_SOCKET, SO_PEERCRED, &credentials, &size) == 0;
       if (known && (credentials.uid == 0 || credentials.uid == ::getuid())) {
         self->serve(socket, Peer{credentials.pid, credentials.uid});
       } else {
         self->refused++;
-        log::get("vpn")->warn("control refused pid={} uid={}: only root and uid={} may command "
-                              "the vpn daemon",
-                              credentials.pid, credentials.uid, ::getuid());
+        log::get("vpn")->warn(
+            "control refused pid={} uid={}: only root and uid={} may command "
+            "the vpn daemon",
+            credentials.pid, credentials.uid, ::getuid());
         answer(socket, refusal("permission denied: only root and the daemon's user may command "
                                "the vpn daemon"));
       }

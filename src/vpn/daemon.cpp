@@ -6,14 +6,15 @@
 #include "core/metrics.h"
 #include "vpn/control.h"
 #include "vpn/cstp/session.h"
+#include "vpn/fragments.h"
 #include "vpn/policy/admission.h"
 #include "vpn/policy/flow_check.h"
 #include "vpn/steering/steering.h"
 #include "vpn/tun/tun_device.h"
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <sched.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -22,7 +23,10 @@
 #include <boost/json.hpp>
 
 #include <array>
+#include <cstring>
+#include <deque>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <thread>
 
@@ -76,23 +80,28 @@ Result<std::vector<asio::ip::address>> resolve_gateway(const cstp::GatewayUrl& u
   return addresses;
 }
 
-// The proc connector delivers exec events only in the initial network namespace; a daemon run
-// inside another one opens the watcher's socket there from a helper thread (setns is
+// The proc connector delivers exec events only in the initial network namespace. A daemon run
+// inside another one opens the watcher's socket in `netns_path` from a helper thread (setns is
 // per-thread, and the socket keeps the namespace it was created in).
 Result<ExecRuleWatcher> start_exec_watcher(const AdmittedCgroup& cgroup,
-                                           std::vector<std::string> rules,
+                                           const std::vector<std::string>& rules,
+                                           const std::string& netns_path,
                                            ExecRuleWatcher::OnAdmit on_admit) {
-  std::optional<Result<ExecRuleWatcher>> started;
+  auto here = ExecRuleWatcher::start(cgroup, rules, on_admit);
+  if (here || netns_path.empty()) return here;
+  std::optional<Result<ExecRuleWatcher>> there;
   std::thread opener([&] {
-    int initial = ::open("/proc/1/ns/net", O_RDONLY | O_CLOEXEC);
-    if (initial >= 0) {
-      (void)::setns(initial, CLONE_NEWNET);  // without the right, stay: start() says why
-      ::close(initial);
+    int netns = ::open(netns_path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (netns < 0 || ::setns(netns, CLONE_NEWNET) != 0) {
+      there.emplace(Error::make(ErrorCode::kIo, "{}; and {} cannot be entered: {}",
+                                here.error().message, netns_path, std::strerror(errno)));
+    } else {
+      there.emplace(ExecRuleWatcher::start(cgroup, rules, std::move(on_admit)));
     }
-    started.emplace(ExecRuleWatcher::start(cgroup, std::move(rules), std::move(on_admit)));
+    if (netns >= 0) ::close(netns);
   });
   opener.join();
-  return std::move(*started);
+  return std::move(*there);
 }
 
 class Daemon {
@@ -112,6 +121,7 @@ class Daemon {
   Status open_tun(const TunnelConfig& tunnel);
   void close_tun();
   void read_tun();
+  bool pass_flow_check(std::span<const uint8_t> packet);
   void watch_exec_rules();
   void fail_kernel(const Error& error);
   void disconnect(const std::string& why);
@@ -139,6 +149,8 @@ class Daemon {
   std::array<uint8_t, 65536> tun_buffer_{};
   std::optional<asio::ip::address_v4> tun_address_;
   std::optional<FlowCheck> flow_check_;
+  FragmentDecisions fragments_;
+  uint64_t fragment_drops_ = 0;
   std::optional<ExecRuleWatcher> exec_watcher_;
   std::optional<asio::posix::stream_descriptor> exec_stream_;
   std::unique_ptr<ControlServer> control_;
@@ -232,10 +244,10 @@ Status Daemon::start() {
     log_->info("data channel={}", cstp::to_string(channel));
   };
   session_ = std::make_unique<cstp::Session>(io_, session_options(*url), std::move(callbacks));
-  log_->info("connecting gateway={} user={} instance={}", url->to_string(),
-             secrets_.credentials.username.empty() ? "<certificate>"
-                                                   : secrets_.credentials.username,
-             config_.instance);
+  log_->info(
+      "connecting gateway={} user={} instance={}", url->to_string(),
+      secrets_.credentials.username.empty() ? "<certificate>" : secrets_.credentials.username,
+      config_.instance);
   session_->start();
   return ok();
 }
@@ -303,10 +315,9 @@ Status Daemon::steer(const TunnelConfig& tunnel) {
     steering_ = std::move(*started);
     flow_check_.emplace(steering_->cgroup().id(), clock_, config_.flow_ttl);
     if (!config_.exec_rules.empty()) {
-      auto watcher = start_exec_watcher(
-          steering_->cgroup(), config_.exec_rules, [this](pid_t, const std::string&) {
-            admissions_++;
-          });
+      auto watcher =
+          start_exec_watcher(steering_->cgroup(), config_.exec_rules, config_.exec_rules_netns,
+                             [this](pid_t, const std::string&) { admissions_++; });
       if (!watcher) return watcher.error();
       exec_watcher_.emplace(std::move(*watcher));
       exec_stream_.emplace(io_, ::dup(exec_watcher_->fd()));
@@ -334,7 +345,11 @@ Status Daemon::open_tun(const TunnelConfig& tunnel) {
   entry.name = config_.tun_name;
   if (auto recorded = steering_->ledger().record(entry); !recorded) return recorded;
   auto tun = TunDevice::create(config_.tun_name);
-  if (!tun) return tun.error().wrap("tun device " + config_.tun_name);
+  if (!tun) {
+    // A link of that name that is not ours must survive our cleanup.
+    if (tun.error().code == ErrorCode::kAlreadyExists) (void)steering_->ledger().forget_last();
+    return tun.error().wrap("tun device " + config_.tun_name);
+  }
   tun_.emplace(std::move(*tun));
   if (auto configured = tun_->configure(tunnel); !configured) {
     return configured.error().wrap("tun device " + config_.tun_name);
@@ -360,23 +375,31 @@ void Daemon::close_tun() {
 // The packet pump toward the gateway. Every packet read from the TUN was routed there by the
 // steering; the flow check confirms it against the socket table before it leaves.
 void Daemon::read_tun() {
-  tun_stream_->async_read_some(
-      asio::buffer(tun_buffer_), [this, stream = &*tun_stream_](boost::system::error_code ec,
-                                                               size_t size) {
-        if (ec == asio::error::operation_aborted || !tun_stream_ || &*tun_stream_ != stream) {
-          return;
-        }
-        if (ec) {
-          log_->error("tun read failed: {}", ec.message());
-          return fail_kernel(Error::make(ErrorCode::kIo, "tun {}: {}", config_.tun_name,
-                                         ec.message()));
-        }
-        std::span<const uint8_t> packet(tun_buffer_.data(), size);
-        if (flow_check_ && flow_check_->check(packet) == FlowCheck::Decision::kPass) {
-          if (!session_->send(packet)) send_failures_++;
-        }
-        read_tun();
-      });
+  tun_stream_->async_read_some(asio::buffer(tun_buffer_), [this, stream = &*tun_stream_](
+                                                              boost::system::error_code ec,
+                                                              size_t size) {
+    if (ec == asio::error::operation_aborted || !tun_stream_ || &*tun_stream_ != stream) {
+      return;
+    }
+    if (ec) {
+      log_->error("tun read failed: {}", ec.message());
+      return fail_kernel(Error::make(ErrorCode::kIo, "tun {}: {}", config_.tun_name, ec.message()));
+    }
+    std::span<const uint8_t> packet(tun_buffer_.data(), size);
+    if (pass_flow_check(packet) && !session_->send(packet)) send_failures_++;
+    read_tun();
+  });
+}
+
+bool Daemon::pass_flow_check(std::span<const uint8_t> packet) {
+  if (!flow_check_) return false;
+  if (auto decided = fragments_.later_fragment(packet)) {
+    if (!*decided) fragment_drops_++;
+    return *decided;
+  }
+  bool pass = flow_check_->check(packet) == FlowCheck::Decision::kPass;
+  fragments_.first_fragment(packet, pass);
+  return pass;
 }
 
 void Daemon::watch_exec_rules() {
@@ -422,8 +445,10 @@ void Daemon::teardown() {
   if (steering_) {
     if (auto stopped = steering_->stop(); !stopped) {
       log_->error("cleanup incomplete: {}", stopped.error().message);
-      fmt::print(stderr, "steward: vpn: cleanup incomplete: {} (run `steward vpn disconnect` to "
-                         "retry)\n", stopped.error().message);
+      fmt::print(stderr,
+                 "steward: vpn: cleanup incomplete: {} (run `steward vpn disconnect` to "
+                 "retry)\n",
+                 stopped.error().message);
       if (exit_code_ == kDaemonExitOk) exit_code_ = kDaemonExitKernel;
     }
     steering_.reset();
@@ -536,11 +561,12 @@ json::object Daemon::status() const {
     dns.emplace_back(server.to_string());
   out["dns"] = std::move(dns);
   out["routes"] = steering_ ? prefixes_json(steering_->plan().intranet) : json::array{};
-  out["channels"] = json::object{{"cstp", channel_json(counters.cstp)},
-                                 {"dtls", channel_json(counters.dtls)}};
-  json::object flow{{"drops", flow_drops_before_ + (flow_check_ ? flow_check_->dropped() : 0)},
-                    {"lookups", flow_check_ ? flow_check_->lookups() : 0},
-                    {"cached_flows", flow_check_ ? flow_check_->cached_flows() : 0}};
+  out["channels"] =
+      json::object{{"cstp", channel_json(counters.cstp)}, {"dtls", channel_json(counters.dtls)}};
+  json::object flow{
+      {"drops", flow_drops_before_ + fragment_drops_ + (flow_check_ ? flow_check_->dropped() : 0)},
+      {"lookups", flow_check_ ? flow_check_->lookups() : 0},
+      {"cached_flows", flow_check_ ? flow_check_->cached_flows() : 0}};
   out["flow_check"] = std::move(flow);
   json::array admitted;
   if (steering_) {
@@ -604,9 +630,9 @@ void Daemon::serve_http() {
   http_ = std::make_unique<http::Server>(io_, config_.status_address, config_.status_port);
   http_->route("GET", "/healthz", [this](http::Request&, http::Reply reply) {
     bool up = steering_ && steering_->tunnel_up();
-    reply(http::Response{up ? 200 : 503,
-                         json::serialize(json::object{
-                             {"state", std::string(cstp::to_string(session_->state()))}})});
+    reply(http::Response{
+        up ? 200 : 503,
+        json::serialize(json::object{{"state", std::string(cstp::to_string(session_->state()))}})});
   });
   http_->route("GET", "/v1/status", [this](http::Request&, http::Reply reply) {
     reply(http::Response{200, json::serialize(status())});
@@ -626,7 +652,7 @@ int run_vpn_daemon(const VpnConfig& config, const LoginSecrets& secrets, DaemonH
     fmt::print(stderr, "steward: vpn: {}\n", started.error().message);
     auto code = started.error().code;
     return code == ErrorCode::kInvalidArgument || code == ErrorCode::kConflict ? kDaemonExitUsage
-                                                                                : kDaemonExitGateway;
+                                                                               : kDaemonExitGateway;
   }
   io.run();
   return daemon.exit_code();

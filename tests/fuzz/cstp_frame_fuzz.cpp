@@ -1,6 +1,6 @@
 // Fuzz target for the CSTP stream parser and the DTLS datagram parser: any bytes, split at any
 // point, give the same frames as in one piece, and every frame re-encodes to the bytes it came
-// from.
+// from (but for the reserved header byte).
 #include "vpn/cstp/framing.h"
 
 #include <cstdint>
@@ -39,7 +39,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   size_t offset = 0;
   for (const auto& frame : whole.frames) {
     if (offset + frame.size() > size) std::abort();
-    if (!std::equal(frame.begin(), frame.end(), data + offset)) std::abort();
+    // Byte 7 of the header is reserved: the parser ignores it, the encoder writes 0.
+    for (size_t i = 0; i < frame.size(); ++i) {
+      if (i != 7 && frame[i] != data[offset + i]) std::abort();
+    }
     offset += frame.size();
   }
   if (auto datagram = parse_dtls_frame(bytes)) {

@@ -389,6 +389,27 @@ TEST_F(VpnSessionTest, ReconnectWithAnotherAddressIsReportedAndOwnerMayAccept) {
   expect_ping(runner);
 }
 
+TEST_F(VpnSessionTest, NewTunnelRekeyReconnectsWithSameCookieAndAddress) {
+  GatewayOptions gateway;
+  gateway.rekey_seconds = 2;
+  gateway.rekey_method = "new-tunnel";
+  start_gateway(gateway);
+  SessionRunner runner(lab_->client_ns(), options());
+  runner.start();
+  ASSERT_TRUE(runner.wait_for(SessionState::kConnected, 10s)) << states(runner);
+  auto config = runner.config();
+  ASSERT_EQ(config.rekey_method, "new-tunnel") << lab_->gateway_log();
+  auto address = config.address;
+  for (int i = 0; i < 80 && runner.counters().reconnects == 0; ++i) {
+    std::this_thread::sleep_for(100ms);
+  }
+  auto counters = runner.counters();
+  EXPECT_GE(counters.reconnects, 1u) << states(runner);
+  EXPECT_EQ(counters.reauthentications, 0u);
+  EXPECT_EQ(runner.config().address, address);
+  expect_ping(runner);
+}
+
 TEST_F(VpnSessionTest, UserDisconnectEndsSessionAndInvalidatesCookie) {
   start_gateway();
   SessionRunner runner(lab_->client_ns(), options());

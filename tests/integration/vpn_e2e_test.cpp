@@ -7,6 +7,8 @@
 // own daemon and, at its end, disconnects it and checks that nothing of it is left.
 #include "support/vpn_e2e.h"
 #include "support/vpn_lab.h"
+#include "vpn/cstp/tls.h"
+#include "vpn/cstp/tunnel_config.h"
 
 #include <gtest/gtest.h>
 #include <boost/json.hpp>
@@ -28,10 +30,46 @@ using namespace std::chrono_literals;
 // Any packet on the outside link toward the intranet or the tunnel pools is a leak.
 constexpr const char* kLeakFilter = "dst net 198.18.2.0/24 or dst net 198.18.100.0/23";
 
+// Where the lab keeps its helper programs (set once the suite's lab exists).
+std::string& lab_dir() {
+  static std::string dir;
+  return dir;
+}
+
+// The UDP echo client of tests/support/vpn_e2e.cpp: exit 0 when `size` bytes came back.
+std::string echo_command(size_t size) {
+  return fmt::format("/usr/bin/python3 {}/echo_client.py {} 7 {}", lab_dir(),
+                     VpnLab::kIntranetAddress, size);
+}
+
 std::string curl(const std::string& path, const std::string& extra = "") {
   return fmt::format("curl -sS --max-time 3 {} http://{}/{}", extra, VpnLab::kIntranetAddress,
                      path);
 }
+
+// An admitted shell loop that tries the intranet over TCP and UDP every 50 ms until stopped,
+// so that a capture sees anything that would leak during an outage.
+class AdmittedSender {
+ public:
+  explicit AdmittedSender(const VpnDaemonProcess& daemon)
+      : stop_file_(daemon.dir() + "/stop-sender") {
+    std::filesystem::remove(stop_file_);
+    std::string script = fmt::format(
+        "while [ ! -e {} ]; do {} > /dev/null 2>&1; {} > /dev/null 2>&1; sleep 0.05; done",
+        stop_file_, curl("hello.txt", "--max-time 1"), echo_command(16));
+    thread_ = std::thread([&daemon, script] { daemon.run_admitted(script); });
+  }
+  ~AdmittedSender() { stop(); }
+  void stop() {
+    if (!thread_.joinable()) return;
+    std::ofstream(stop_file_) << "stop\n";
+    thread_.join();
+  }
+
+ private:
+  std::string stop_file_;
+  std::thread thread_;
+};
 
 class VpnEndToEnd : public ::testing::Test {
  protected:
@@ -39,11 +77,17 @@ class VpnEndToEnd : public ::testing::Test {
     auto lab = VpnLab::create();
     ASSERT_TRUE(lab) << lab.error().message;
     lab_ = std::move(*lab);
+    lab_dir() = lab_->dir();
     auto started = lab_->start_gateway(GatewayOptions{});
     ASSERT_TRUE(started) << started.error().message;
     auto services = IntranetServices::start(*lab_);
     ASSERT_TRUE(services) << services.error().message;
     services_ = std::move(*services);
+    // Like any machine, the client has a default route (its router is the gateway host): a
+    // packet toward the intranet that escaped the steering would leave on c0 and show.
+    auto routed = VpnLab::exec_in(
+        lab_->client_ns(), fmt::format("ip route add default via {}", VpnLab::kGatewayOutside));
+    ASSERT_TRUE(routed) << routed.error().message;
     // `ip netns exec` shows /etc/netns/<ns>/* over /etc: the client's normal resolver is the
     // gateway's outside address, where no DNS server runs.
     resolv_dir_ = "/etc/netns/" + lab_->client_ns();
@@ -110,10 +154,7 @@ class VpnEndToEnd : public ::testing::Test {
     return status.at(key).to_number<uint64_t>();
   }
 
-  static std::string echo(size_t size) {
-    return fmt::format("/usr/bin/python3 {}/echo_client.py {} 7 {}", lab_->dir(),
-                       VpnLab::kIntranetAddress, size);
-  }
+  static std::string echo(size_t size) { return echo_command(size); }
 
   static inline std::unique_ptr<VpnLab> lab_;
   static inline std::unique_ptr<IntranetServices> services_;
@@ -186,22 +227,37 @@ TEST_F(VpnEndToEnd, AdmitPidLetsTheRunningProcessOpenNewConnections) {
   ASSERT_FALSE(connect().empty());
   std::string go = daemon_->dir() + "/go";
   std::string out = daemon_->dir() + "/admitted.out";
-  // Unadmitted at first: it proves that with a refused connection, then waits for the test.
+  // Unadmitted at first: it proves that with a refused connection, opens a UDP socket toward
+  // the intranet and a TCP connection to the gateway host (both stay unadmitted), then waits.
   std::string script = fmt::format(
-      "{} > /dev/null 2>&1 && echo early-success > {out}; echo $$ > {dir}/pid; "
+      "{} > /dev/null 2>&1 && echo early-success > {out}; "
+      "exec 3<>/dev/udp/{intranet}/7; exec 4<>/dev/tcp/{gateway}/{port}; echo $$ > {dir}/pid; "
       "while [ ! -e {go} ]; do sleep 0.05; done; {} >> {out} 2>&1",
       curl("hello.txt"), curl("hello.txt"), fmt::arg("out", out), fmt::arg("go", go),
-      fmt::arg("dir", daemon_->dir()));
-  std::thread runner([&] { daemon_->run_unadmitted(script); });
+      fmt::arg("dir", daemon_->dir()), fmt::arg("intranet", VpnLab::kIntranetAddress),
+      fmt::arg("gateway", VpnLab::kGatewayOutside), fmt::arg("port", lab_->gateway_port()));
+  std::string script_file = daemon_->dir() + "/admit-me.sh";
+  std::ofstream(script_file) << script << "\n";
+  std::thread runner([&] { daemon_->run_unadmitted("bash " + script_file); });
   std::string pid;
   for (int i = 0; i < 200 && pid.empty(); ++i) {
     std::this_thread::sleep_for(25ms);
     std::ifstream(daemon_->dir() + "/pid") >> pid;
   }
-  ASSERT_FALSE(pid.empty());
-  auto admitted = daemon_->vpn({"admit", pid});
+  if (pid.empty()) {
+    std::ofstream(go) << "go\n";
+    runner.join();
+    FAIL() << "the process to admit did not start";
+  }
+  auto admitted = daemon_->vpn({"admit", pid, "--close-existing"});
   EXPECT_EQ(admitted.exit_code, 0) << admitted.output;
   EXPECT_NE(admitted.output.find("admitted pid " + pid), std::string::npos) << admitted.output;
+  // The sockets it opened before are listed; the TCP one is closed on request.
+  EXPECT_NE(admitted.output.find("2 socket(s) opened before admission"), std::string::npos)
+      << admitted.output;
+  EXPECT_NE(admitted.output.find(fmt::format("{}:7", VpnLab::kIntranetAddress)), std::string::npos)
+      << admitted.output;
+  EXPECT_NE(admitted.output.find("closed 1 of them"), std::string::npos) << admitted.output;
   std::ofstream(go) << "go\n";
   runner.join();
   std::string result;
@@ -221,12 +277,7 @@ TEST_F(VpnEndToEnd, GatewayRestartBringsTheTunnelBackWithANewLoginAndLeaksNothin
   auto outside = capture("restart");
   ASSERT_TRUE(outside);
   // An admitted sender that keeps trying the intranet while the gateway is away.
-  std::string stop = daemon_->dir() + "/stop-sender";
-  std::thread sender([&] {
-    daemon_->run_admitted(fmt::format(
-        "while [ ! -e {} ]; do {} > /dev/null 2>&1; {} > /dev/null 2>&1; sleep 0.05; done",
-        stop, curl("hello.txt", "--max-time 1"), echo(16)));
-  });
+  AdmittedSender sender(*daemon_);
   auto stopped = lab_->stop_gateway();
   ASSERT_TRUE(stopped) << stopped.error().message;
   auto lost = daemon_->wait_status(
@@ -242,8 +293,7 @@ TEST_F(VpnEndToEnd, GatewayRestartBringsTheTunnelBackWithANewLoginAndLeaksNothin
                number(now, "reconnects") >= 1;
       },
       30s, "reconnected");
-  std::ofstream(stop) << "stop\n";
-  sender.join();
+  sender.stop();
   ASSERT_TRUE(back) << back.error().message << lab_->gateway_log();
   // The new ocserv does not know the old cookie: the daemon logged in again.
   EXPECT_GE(number(*back, "reauthentications"), 1u);
@@ -336,7 +386,7 @@ TEST_F(VpnEndToEnd, AGatewayCertificateThatDoesNotMatchIsRefusedWithAClearMessag
   ASSERT_TRUE(daemon) << daemon.error().message;
   daemon_ = std::move(*daemon);
   EXPECT_EQ(daemon_->wait_exit(20s), 1) << daemon_->log();
-  EXPECT_NE(daemon_->log().find("not signed by the configured CA"), std::string::npos)
+  EXPECT_NE(daemon_->log().find("is not trusted by the CA file"), std::string::npos)
       << daemon_->log();
 }
 
@@ -380,22 +430,136 @@ TEST_F(VpnEndToEnd, IPv6FromAnAdmittedProcessIsRejectedWhenTheGatewayIsIPv4Only)
   GatewayOptions full;
   full.split_include = false;
   ASSERT_TRUE(lab_->restart_gateway(full));
-  std::string add_v6 = "ip -6 addr add 64:ff9b::c612:102/120 dev c0 nodad && "
-                       "ip -6 route add default via 64:ff9b::c612:101 dev c0";
+  std::string add_v6 =
+      "ip -6 addr add 64:ff9b::c612:102/120 dev c0 nodad && "
+      "ip -6 route add default via 64:ff9b::c612:101 dev c0";
   ASSERT_TRUE(VpnLab::exec_in(lab_->client_ns(), add_v6));
   auto status = connect();
   ASSERT_FALSE(status.empty());
   EXPECT_TRUE(status.at("address6").as_string().empty());
   auto outside = capture("ipv6");
   ASSERT_TRUE(outside);
-  auto attempt = daemon_->run_admitted(
-      "curl -sS --max-time 3 -6 http://[64:ff9b::c612:202]/hello.txt");
+  auto attempt =
+      daemon_->run_admitted("curl -sS --max-time 3 -6 http://[64:ff9b::c612:202]/hello.txt");
   EXPECT_NE(attempt.exit_code, 0) << attempt.output;
   // IPv4 still works through the full tunnel.
   expect_intranet_works("full tunnel, IPv4");
   expect_no_leak(*outside, "ip6 and (tcp or udp)");
-  (void)VpnLab::exec_in(lab_->client_ns(), "ip -6 route del default; "
-                                           "ip -6 addr del 64:ff9b::c612:102/120 dev c0");
+  (void)VpnLab::exec_in(lab_->client_ns(),
+                        "ip -6 route del default; "
+                        "ip -6 addr del 64:ff9b::c612:102/120 dev c0");
+}
+
+TEST_F(VpnEndToEnd, CertificateLoginOpensTheTunnel) {
+  restore_gateway_ = true;
+  GatewayOptions certificate;
+  certificate.auth = GatewayOptions::Auth::kCertificate;
+  ASSERT_TRUE(lab_->restart_gateway(certificate));
+  VpnDaemonProcess::Options options;
+  options.certificate_login = true;
+  ASSERT_FALSE(connect(options).empty());
+  expect_intranet_works("certificate login");
+}
+
+TEST_F(VpnEndToEnd, APinnedKeyIsAcceptedAndAWrongPinRefused) {
+  auto pin = vpn::cstp::public_key_pin_of_certificate(lab_->server_cert_file());
+  ASSERT_TRUE(pin) << pin.error().message;
+  VpnDaemonProcess::Options options;
+  options.pin = *pin;
+  ASSERT_FALSE(connect(options).empty());
+  expect_intranet_works("pinned gateway");
+  auto done = daemon_->vpn({"disconnect"});
+  EXPECT_EQ(done.exit_code, 0) << done.output;
+  EXPECT_EQ(daemon_->wait_exit(15s), 0);
+
+  auto other = vpn::cstp::public_key_pin_of_certificate(lab_->other_ca_file());
+  ASSERT_TRUE(other);
+  options.pin = *other;
+  auto refused = VpnDaemonProcess::start(*lab_, options);
+  ASSERT_TRUE(refused) << refused.error().message;
+  daemon_ = std::move(*refused);
+  EXPECT_EQ(daemon_->wait_exit(20s), 1) << daemon_->log();
+  EXPECT_NE(daemon_->log().find("pin"), std::string::npos) << daemon_->log();
+}
+
+TEST_F(VpnEndToEnd, AnExecRuleAdmitsAProgramWhenItStarts) {
+  // A copy of curl under its own name, so that the rule matches only what this case starts.
+  std::string program = lab_->dir() + "/stw-curl";
+  fs::copy_file("/usr/bin/curl", program, fs::copy_options::overwrite_existing);
+  fs::permissions(program, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
+  VpnDaemonProcess::Options options;
+  // The daemon runs in the client namespace; the proc connector works in this process's.
+  options.extra_config = {fmt::format("exec_rules = [\"{}\"]", program),
+                          fmt::format("exec_rules_netns = \"/proc/{}/ns/net\"", ::getpid())};
+  ASSERT_FALSE(connect(options).empty());
+  auto outside = capture("exec-rule");
+  ASSERT_TRUE(outside);
+  // The exec is reported after it happened: the program's first connect may race the move,
+  // so it tries a few times (each attempt is a new socket).
+  auto fetched = daemon_->run_unadmitted(fmt::format(
+      "{} -sS --max-time 3 --retry 5 --retry-delay 0 --retry-connrefused http://{}/hello.txt",
+      program, VpnLab::kIntranetAddress));
+  EXPECT_EQ(fetched.exit_code, 0) << fetched.output << daemon_->log();
+  EXPECT_NE(fetched.output.find(IntranetServices::kHello), std::string::npos) << fetched.output;
+  // The same binary under its usual name is not admitted.
+  auto plain = daemon_->run_unadmitted(curl("hello.txt"));
+  EXPECT_NE(plain.exit_code, 0) << plain.output;
+  expect_no_leak(*outside);
+  fs::remove(program);
+}
+
+TEST_F(VpnEndToEnd, BackgroundConnectReturnsOnceTheTunnelIsUp) {
+  auto daemon = VpnDaemonProcess::start(*lab_, VpnDaemonProcess::Options{});
+  ASSERT_TRUE(daemon) << daemon.error().message;
+  daemon_ = std::move(*daemon);
+  // The foreground instance is not wanted here: stop it before the background one starts.
+  ASSERT_TRUE(daemon_->wait_connected(15s));
+  ASSERT_EQ(daemon_->vpn({"disconnect"}).exit_code, 0);
+  ASSERT_EQ(daemon_->wait_exit(15s), 0);
+
+  auto started = daemon_->start_background();
+  ASSERT_EQ(started.exit_code, 0) << started.output << daemon_->log();
+  auto at = started.output.find("daemon pid ");
+  ASSERT_NE(at, std::string::npos) << started.output;
+  pid_t pid = std::stoi(started.output.substr(at + 11));
+  auto status = daemon_->status();
+  EXPECT_TRUE(status && status->at("tunnel_up").as_bool());
+  expect_intranet_works("background daemon");
+  auto done = daemon_->vpn({"disconnect"});
+  EXPECT_EQ(done.exit_code, 0) << done.output;
+  // It is not this process's child: gone means no /proc entry, or a zombie left to init.
+  auto gone = [pid] {
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    if (!std::getline(stat, line)) return true;
+    return line.find(") Z ") != std::string::npos;
+  };
+  for (int i = 0; i < 250 && !gone(); ++i)
+    std::this_thread::sleep_for(20ms);
+  if (!gone()) {
+    ADD_FAILURE() << "the background daemon is still running after disconnect";
+    ::kill(pid, SIGKILL);
+  }
+}
+
+TEST_F(VpnEndToEnd, ALinkInTheWayIsNamedAndLeftAloneAndNothingElseRemains) {
+  // Someone else's link has the TUN's name: the daemon must say so, exit 4, and remove only
+  // what it created itself.
+  ASSERT_TRUE(VpnLab::exec_in(lab_->client_ns(),
+                              fmt::format("ip tuntap add {} mode tun", VpnDaemonProcess::kTun)));
+  auto daemon = VpnDaemonProcess::start(*lab_, VpnDaemonProcess::Options{});
+  ASSERT_TRUE(daemon) << daemon.error().message;
+  daemon_ = std::move(*daemon);
+  EXPECT_EQ(daemon_->wait_exit(20s), 4) << daemon_->log();
+  EXPECT_NE(daemon_->log().find(fmt::format("cannot set up the kernel side: tun device {}",
+                                            VpnDaemonProcess::kTun)),
+            std::string::npos)
+      << daemon_->log();
+  auto left = daemon_->leftovers();
+  ASSERT_EQ(left.size(), 1u) << fmt::format("{}", fmt::join(left, "\n"));
+  EXPECT_EQ(left[0], std::string("tun ") + VpnDaemonProcess::kTun);
+  ASSERT_TRUE(VpnLab::exec_in(lab_->client_ns(),
+                              fmt::format("ip tuntap del {} mode tun", VpnDaemonProcess::kTun)));
 }
 
 TEST_F(VpnEndToEnd, NothingIsLeftAfterDisconnectOrAfterSigkillAndRestart) {
@@ -410,12 +574,19 @@ TEST_F(VpnEndToEnd, NothingIsLeftAfterDisconnectOrAfterSigkillAndRestart) {
   // A crash leaves the kernel state behind; the next start removes it first.
   ASSERT_TRUE(daemon_->restart());
   ASSERT_TRUE(daemon_->wait_connected(15s));
+  auto outside = capture("sigkill");
+  ASSERT_TRUE(outside);
+  // An admitted sender keeps trying while the daemon is dead and again while it restarts.
+  AdmittedSender sender(*daemon_);
+  std::this_thread::sleep_for(300ms);
   daemon_->kill_hard();
   EXPECT_FALSE(daemon_->leftovers().empty()) << "a SIGKILL should leave the steering in place";
-  // Fail closed meanwhile: admitted traffic has no tunnel and is refused.
+  std::this_thread::sleep_for(500ms);  // fail closed meanwhile: the leftovers refuse it all
   ASSERT_TRUE(daemon_->restart());
   auto back = daemon_->wait_connected(15s);
+  sender.stop();
   ASSERT_TRUE(back) << back.error().message;
+  expect_no_leak(*outside);
   expect_intranet_works("after SIGKILL and restart");
   daemon_->kill_hard();
   // Without a daemon, `disconnect` cleans up from the ledger.

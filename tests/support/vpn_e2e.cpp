@@ -126,10 +126,10 @@ Result<std::unique_ptr<IntranetServices>> IntranetServices::start(const VpnLab& 
     return written.error();
 
   std::string http_log = lab.dir() + "/http.log";
-  auto http = VpnLab::spawn_in(ns,
-                               {kPython, "-m", "http.server", "80", "--bind",
-                                VpnLab::kIntranetAddress, "--directory", www},
-                               http_log);
+  auto http = VpnLab::spawn_in(
+      ns,
+      {kPython, "-m", "http.server", "80", "--bind", VpnLab::kIntranetAddress, "--directory", www},
+      http_log);
   if (!http) return http.error();
   services->http_ = std::move(*http);
   if (auto up = wait_listening(ns, "t", 80, services->http_, http_log); !up) return up.error();
@@ -193,8 +193,8 @@ Result<uint64_t> Capture::stop_and_count(const std::string& filter) {
 }
 
 std::string Capture::matching(const std::string& filter) const {
-  return run_command(fmt::format("tcpdump -r {} -nn {} 2>/dev/null | head -20", file_,
-                                 quote(filter)))
+  return run_command(
+             fmt::format("tcpdump -r {} -nn {} 2>/dev/null | head -20", file_, quote(filter)))
       .output;
 }
 
@@ -215,18 +215,16 @@ std::string VpnDaemonProcess::cgroup_path() const {
 }
 
 Status VpnDaemonProcess::write_files() {
-  std::string credentials =
-      options_.certificate_login
-          ? fmt::format("certificate = \"{}\"\nkey = \"{}\"\n", lab_.client_cert_file(),
-                        lab_.client_key_file())
-          : fmt::format("username = \"{}\"\npassword = \"{}\"\n", VpnLab::kUsername,
-                        VpnLab::kPassword);
-  if (auto written = write_file(dir_ + "/credentials", credentials, 0600); !written)
-    return written;
+  std::string credentials = options_.certificate_login
+                                ? fmt::format("certificate = \"{}\"\nkey = \"{}\"\n",
+                                              lab_.client_cert_file(), lab_.client_key_file())
+                                : fmt::format("username = \"{}\"\npassword = \"{}\"\n",
+                                              VpnLab::kUsername, VpnLab::kPassword);
+  if (auto written = write_file(dir_ + "/credentials", credentials, 0600); !written) return written;
   std::string config = fmt::format(
       "[vpn]\n"
       "gateway = \"{gateway}\"\n"
-      "ca_file = \"{ca}\"\n"
+      "{trust}\n"
       "credentials_file = \"{d}/credentials\"\n"
       "instance = \"e2e\"\n"
       "state_directory = \"{d}/run\"\n"
@@ -246,7 +244,11 @@ Status VpnDaemonProcess::write_files() {
       "connect_timeout_s = 5\n"
       "dtls = {dtls}\n",
       fmt::arg("gateway", lab_.gateway_url()),
-      fmt::arg("ca", options_.ca_file.empty() ? lab_.ca_file() : options_.ca_file),
+      fmt::arg("trust",
+               !options_.pin.empty()
+                   ? fmt::format("pin = \"{}\"", options_.pin)
+                   : fmt::format("ca_file = \"{}\"",
+                                 options_.ca_file.empty() ? lab_.ca_file() : options_.ca_file)),
       fmt::arg("d", dir_), fmt::arg("socket", socket()), fmt::arg("tun", kTun),
       fmt::arg("table", kTable), fmt::arg("mark", kMark), fmt::arg("nft", kNftTable),
       fmt::arg("cgroup", cgroup_path()), fmt::arg("dtls", options_.dtls ? "true" : "false"));
@@ -257,9 +259,9 @@ Status VpnDaemonProcess::write_files() {
 
 Status VpnDaemonProcess::spawn() {
   std::string binary = std::string(STEWARD_BINARY_DIR) + "/src/cli/steward";
-  auto process = VpnLab::spawn_in(lab_.client_ns(),
-                                  {binary, "vpn", "connect", "--config", dir_ + "/vpn.toml"},
-                                  dir_ + "/daemon.log");
+  auto process =
+      VpnLab::spawn_in(lab_.client_ns(), {binary, "vpn", "connect", "--config", dir_ + "/vpn.toml"},
+                       dir_ + "/daemon.log");
   if (!process) return process.error();
   process_ = std::move(*process);
   return ok();
@@ -272,6 +274,13 @@ VpnDaemonProcess::~VpnDaemonProcess() {
 Status VpnDaemonProcess::restart() {
   if (process_.running()) process_.stop(SIGTERM, 10s);
   return spawn();
+}
+
+CommandResult VpnDaemonProcess::start_background() {
+  return run_command(
+      fmt::format("timeout 30 ip netns exec {} {}/src/cli/steward vpn connect --config {}/vpn.toml "
+                  "--background --log-file {}/daemon.log",
+                  lab_.client_ns(), STEWARD_BINARY_DIR, dir_, dir_));
 }
 
 Result<json::object> VpnDaemonProcess::status() const {
@@ -304,7 +313,7 @@ CommandResult VpnDaemonProcess::vpn(const std::vector<std::string>& args) const 
                                     lab_.client_ns(), STEWARD_BINARY_DIR);
   for (size_t i = 0; i < args.size(); ++i) {
     command += " " + quote(args[i]);
-    if (i == 0) command += " --socket " + quote(socket());
+    if (i == 0) command += " --config " + quote(dir_ + "/vpn.toml");
   }
   return run_command(command);
 }

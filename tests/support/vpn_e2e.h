@@ -62,6 +62,7 @@ class VpnDaemonProcess {
   struct Options {
     bool certificate_login = false;
     std::string ca_file;  // empty: the lab's CA
+    std::string pin;      // set: the gateway is checked by this pin instead of a CA
     bool dtls = true;
     std::vector<std::string> extra_config;  // more `key = value` lines for [vpn]
   };
@@ -83,9 +84,12 @@ class VpnDaemonProcess {
   void kill_hard();  // SIGKILL, as a crash
   // Starts the same daemon again (after an exit or a kill).
   Status restart();
+  // Starts it with `steward vpn connect --background`, which returns once the tunnel is up; the
+  // detached daemon is then stopped by disconnect() or, failing that, by its PID.
+  CommandResult start_background();
   pid_t pid() const { return process_.pid(); }
 
-  // `steward vpn <verb> --socket <its socket> args...` in the client namespace.
+  // `steward vpn <verb> --config <its config> args...` in the client namespace.
   CommandResult vpn(const std::vector<std::string>& args) const;
   // `steward vpn run -- sh -c <script>` in the client namespace.
   CommandResult run_admitted(const std::string& script) const;

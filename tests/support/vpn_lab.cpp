@@ -71,19 +71,26 @@ NsProcess& NsProcess::operator=(NsProcess&& other) noexcept {
   if (this != &other) {
     if (pid_ > 0) stop(SIGKILL, std::chrono::seconds(5));
     pid_ = other.pid_;
+    exit_status_ = other.exit_status_;
     other.pid_ = -1;
   }
   return *this;
 }
 
 bool NsProcess::running() const {
-  if (pid_ <= 0) return false;
+  if (pid_ <= 0 || exit_status_) return false;
   int status = 0;
-  return waitpid(pid_, &status, WNOHANG) == 0;
+  pid_t done = waitpid(pid_, &status, WNOHANG);
+  if (done == pid_) exit_status_ = status;  // reaped here: keep what stop() would return
+  return done == 0;
 }
 
 int NsProcess::stop(int signal, std::chrono::milliseconds timeout) {
-  if (pid_ <= 0) return 0;
+  if (pid_ <= 0) return exit_status_.value_or(0);
+  if (exit_status_) {
+    pid_ = -1;
+    return *exit_status_;
+  }
   kill(pid_, signal);
   int status = 0;
   auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -97,6 +104,7 @@ int NsProcess::stop(int signal, std::chrono::milliseconds timeout) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+  exit_status_ = status;
   pid_ = -1;
   return status;
 }
@@ -278,8 +286,8 @@ Status VpnLab::write_gateway_config(const GatewayOptions& options) {
       "max-ban-score = 0\n"
       "cookie-timeout = {cookie}\n"
       "deny-roaming = false\n"
-      "rekey-time = 172800\n"
-      "rekey-method = ssl\n"
+      "rekey-time = {rekey}\n"
+      "rekey-method = {rekey_method}\n"
       "device = vpns\n"
       "predictable-ips = true\n"
       "default-domain = {domain}\n"
@@ -294,6 +302,7 @@ Status VpnLab::write_gateway_config(const GatewayOptions& options) {
       fmt::arg("udp", options.dtls ? fmt::format("udp-port = {}\n", port_) : std::string()),
       fmt::arg("d", d), fmt::arg("keepalive", options.keepalive_seconds),
       fmt::arg("dpd", options.dpd_seconds), fmt::arg("cookie", options.cookie_timeout_seconds),
+      fmt::arg("rekey", options.rekey_seconds), fmt::arg("rekey_method", options.rekey_method),
       fmt::arg("domain", kDomain), fmt::arg("pool", pool), fmt::arg("dns", kIntranetAddress),
       fmt::arg("route", options.split_include ? "route = 198.18.2.0/255.255.255.0\n" : ""));
   return write_file(d + "/ocserv.conf", config);

@@ -4,8 +4,8 @@
 // files) is removed by its destructor, also when a test fails half-way.
 //
 //   client 198.18.1.2 --- 198.18.1.1 gateway 198.18.2.1 --- 198.18.2.2 intranet
-//   tunnel pool 198.18.100.0/24 (or 198.18.101.0/24 after use_other_pool()), split-include
-//   198.18.2.0/24, DNS 198.18.2.2, default domain intranet.test
+//   tunnel pool 198.18.100.0/24 (198.18.101.0/24 with GatewayOptions::other_pool),
+//   split-include 198.18.2.0/24, DNS 198.18.2.2, default domain intranet.test
 //
 // Daemon and end-to-end tests reuse it: they start their own peers inside the namespaces with
 // run_in() / spawn_in(), and Steward's TUN and steering in the client namespace.
@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,8 @@ struct GatewayOptions {
   int cookie_timeout_seconds = 60;
   bool other_pool = false;    // hand out 198.18.101.0/24 instead of 198.18.100.0/24
   bool split_include = true;  // false: no route sent, the gateway takes all traffic
+  int rekey_seconds = 172800;
+  std::string rekey_method = "ssl";  // or "new-tunnel": the client reconnects after rekey_seconds
 };
 
 // A process started in a namespace; killed (SIGKILL) and reaped by its destructor.
@@ -42,16 +45,21 @@ class NsProcess {
   NsProcess() = default;
   explicit NsProcess(pid_t pid) : pid_(pid) {}
   ~NsProcess();
-  NsProcess(NsProcess&& other) noexcept : pid_(other.pid_) { other.pid_ = -1; }
+  NsProcess(NsProcess&& other) noexcept : pid_(other.pid_), exit_status_(other.exit_status_) {
+    other.pid_ = -1;
+  }
   NsProcess& operator=(NsProcess&& other) noexcept;
   pid_t pid() const { return pid_; }
   // Sends `signal` and waits up to `timeout` for the exit; SIGKILL after that. Returns the
   // wait status.
   int stop(int signal, std::chrono::milliseconds timeout = std::chrono::seconds(5));
   bool running() const;
+  // The wait status once running() or stop() has seen the exit.
+  std::optional<int> exit_status() const { return exit_status_; }
 
  private:
   pid_t pid_ = -1;
+  mutable std::optional<int> exit_status_;
 };
 
 class VpnLab {

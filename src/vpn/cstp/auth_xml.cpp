@@ -120,7 +120,7 @@ std::string escape(std::string_view text) {
 
 // A valid XML element name: the form's field names become element names of the reply.
 bool is_xml_name(std::string_view name) {
-  if (name.empty() || std::isdigit(static_cast<unsigned char>(name[0])) || name[0] == '-') {
+  if (name.empty() || !(std::isalpha(static_cast<unsigned char>(name[0])) || name[0] == '_')) {
     return false;
   }
   for (char c : name) {

@@ -116,7 +116,7 @@ struct Session::Impl : std::enable_shared_from_this<Impl> {
   asio::steady_timer writer_wake;
   asio::steady_timer stop_signal;
   asio::steady_timer backoff_timer;
-  Clock::time_point last_rx, last_tx, last_dpd_tx, last_dtls_rx, last_dtls_dpd_tx;
+  Clock::time_point tunnel_opened, last_rx, last_tx, last_dpd_tx, last_dtls_rx, last_dtls_dpd_tx;
 
   // ---- state
 
@@ -200,83 +200,33 @@ struct Session::Impl : std::enable_shared_from_this<Impl> {
 
   // ---- the session's life: login, tunnels, reconnects
 
+  // Where the reconnect loop stands.
+  struct Retry {
+    bool first = true;  // no tunnel opened yet: failures end the session
+    std::chrono::milliseconds backoff{0};
+    Clock::time_point lost_at;
+  };
+  enum class Next { kRetry, kEnd };
+
   asio::awaitable<void> run() {
     set_state(SessionState::kConnecting, nullptr);
     auto logged_in = co_await login(login_options());
-    if (stop_kind != StopKind::kNone) co_return;
+    if (stopping()) co_return;
     if (!logged_in) {
       go_down(logged_in.error());
       co_return;
     }
     cookie = std::move(*logged_in);
 
-    bool first = true;
-    auto backoff = options.reconnect_min;
-    Clock::time_point lost_at = Clock::now();
-    while (stop_kind == StopKind::kNone) {
-      auto opened = co_await open_tunnel(first);
-      if (stop_kind != StopKind::kNone) break;
+    Retry retry{true, options.reconnect_min, Clock::now()};
+    while (!stopping()) {
+      auto opened = co_await open_tunnel_or_log_in(retry.first);
+      if (stopping()) break;
       if (!opened) {
-        // A refused cookie: log in again and retry at once.
-        if (opened.error().code == ErrorCode::kUnauthenticated) {
-          logger->info("session={} cookie refused, logging in again", id);
-          counters.reauthentications++;
-          auto again = co_await login(login_options());
-          if (stop_kind != StopKind::kNone) break;
-          if (again) {
-            cookie = std::move(*again);
-            continue;
-          }
-          if (first || again.error().code == ErrorCode::kUnauthenticated) {
-            go_down(again.error());
-            co_return;
-          }
-          opened = again.error();
-        }
-        if (first) {
-          go_down(opened.error());
-          co_return;
-        }
-        if (Clock::now() - lost_at > options.reconnect_timeout) {
-          auto gave_up = opened.error().wrap(
-              fmt::format("gave up reconnecting after {}s", options.reconnect_timeout.count()));
-          go_down(&gave_up);
-          co_return;
-        }
-        logger->info("session={} reconnect failed, retry_in_ms={} reason=\"{}\"", id,
-                     backoff.count(), opened.error().message);
-        backoff_timer.expires_after(backoff);
-        co_await backoff_timer.async_wait(kTuple);
-        backoff = std::min(backoff * 2, options.reconnect_max);
+        if (co_await wait_to_retry(opened.error(), retry) == Next::kEnd) co_return;
         continue;
       }
-
-      // A reconnect must give the same address, or the owner must take the new one.
-      if (!first && !same_addresses(config, *opened)) {
-        auto decision = callbacks.on_address_change ? callbacks.on_address_change(config, *opened)
-                                                    : AddressChangeDecision::kStop;
-        if (decision == AddressChangeDecision::kStop) {
-          auto changed = Error::make(ErrorCode::kConflict,
-                                     "gateway changed the tunnel address from {} to {} on "
-                                     "reconnect; session ended",
-                                     address_text(config), address_text(*opened));
-          config = *opened;
-          co_await say_goodbye();
-          go_down(&changed);
-          co_return;
-        }
-        logger->warn("session={} address changed from={} to={} accepted_by_owner", id,
-                     address_text(config), address_text(*opened));
-      }
-      if (!first) counters.reconnects++;
-      config = std::move(*opened);
-      first = false;
-      backoff = options.reconnect_min;
-      logger->info("session={} tunnel open address={} mtu={} dpd={}s routes={} dtls_offered={}", id,
-                   address_text(config), config.mtu, config.dpd.count(),
-                   config.split_include.size(), config.dtls_port.has_value());
-      set_state(SessionState::kConnected, nullptr);
-      if (callbacks.on_config) callbacks.on_config(config);
+      if (co_await take_config(std::move(*opened), retry) == Next::kEnd) co_return;
       if (stopping()) break;  // a callback asked for it
 
       auto end = co_await run_tunnel();
@@ -284,22 +234,93 @@ struct Session::Impl : std::enable_shared_from_this<Impl> {
       tls.reset();
       dtls.reset();
       pending.clear();
-      switch (end.kind) {
-        case TunnelEnd::Kind::kUser:
-        case TunnelEnd::Kind::kStopped:
-          co_return;  // disconnect()/stop() already reported kDown
-        case TunnelEnd::Kind::kServerEnded:
-          go_down(end.error ? &*end.error : nullptr);
-          co_return;
-        case TunnelEnd::Kind::kLost:
-          lost_at = Clock::now();
-          set_state(SessionState::kReconnecting, end.error ? &*end.error : nullptr);
-          break;
-      }
+      if (after_tunnel(end, retry) == Next::kEnd) co_return;
     }
     // Stopped between tunnels: a user disconnect still tells the gateway when it can.
     if (stop_kind == StopKind::kUser) co_await say_goodbye();
     close_tunnel();
+  }
+
+  // CONNECT; when the gateway refuses the cookie, one login and one more CONNECT.
+  asio::awaitable<Result<TunnelConfig>> open_tunnel_or_log_in(bool first) {
+    auto opened = co_await open_tunnel(first);
+    if (opened || opened.error().code != ErrorCode::kUnauthenticated || stopping()) {
+      co_return opened;
+    }
+    logger->info("session={} cookie refused, logging in again", id);
+    counters.reauthentications++;
+    auto again = co_await login(login_options());
+    if (!again) co_return again.error();
+    cookie = std::move(*again);
+    if (stopping()) co_return opened;
+    co_return co_await open_tunnel(first);
+  }
+
+  // After a failed attempt: end the session, or wait the backoff and let the loop retry.
+  asio::awaitable<Next> wait_to_retry(const Error& error, Retry& retry) {
+    // A refused login is final; so is any failure before the first tunnel.
+    if (retry.first || error.code == ErrorCode::kUnauthenticated) {
+      go_down(error);
+      co_return Next::kEnd;
+    }
+    if (Clock::now() - retry.lost_at > options.reconnect_timeout) {
+      go_down(error.wrap(
+          fmt::format("gave up reconnecting after {}s", options.reconnect_timeout.count())));
+      co_return Next::kEnd;
+    }
+    logger->info("session={} reconnect failed, retry_in_ms={} reason=\"{}\"", id,
+                 retry.backoff.count(), error.message);
+    backoff_timer.expires_after(retry.backoff);
+    co_await backoff_timer.async_wait(kTuple);
+    retry.backoff = std::min(retry.backoff * 2, options.reconnect_max);
+    co_return Next::kRetry;
+  }
+
+  // A new tunnel's configuration. A reconnect must give the same address, or the owner must
+  // take the new one; otherwise the session ends.
+  asio::awaitable<Next> take_config(TunnelConfig opened, Retry& retry) {
+    if (!retry.first && !same_addresses(config, opened)) {
+      auto decision = callbacks.on_address_change ? callbacks.on_address_change(config, opened)
+                                                  : AddressChangeDecision::kStop;
+      if (decision == AddressChangeDecision::kStop) {
+        auto changed = Error::make(ErrorCode::kConflict,
+                                   "gateway changed the tunnel address from {} to {} on "
+                                   "reconnect; session ended",
+                                   address_text(config), address_text(opened));
+        config = std::move(opened);
+        co_await say_goodbye();
+        go_down(changed);
+        co_return Next::kEnd;
+      }
+      logger->warn("session={} address changed from={} to={} accepted_by_owner", id,
+                   address_text(config), address_text(opened));
+    }
+    if (!retry.first) counters.reconnects++;
+    config = std::move(opened);
+    retry = Retry{false, options.reconnect_min, Clock::now()};
+    logger->info("session={} tunnel open address={} mtu={} dpd={}s routes={} dtls_offered={}", id,
+                 address_text(config), config.mtu, config.dpd.count(), config.split_include.size(),
+                 config.dtls_port.has_value());
+    set_state(SessionState::kConnected, nullptr);
+    if (callbacks.on_config) callbacks.on_config(config);
+    co_return Next::kRetry;
+  }
+
+  Next after_tunnel(const TunnelEnd& end, Retry& retry) {
+    const Error* why = end.error ? &*end.error : nullptr;
+    switch (end.kind) {
+      case TunnelEnd::Kind::kUser:
+      case TunnelEnd::Kind::kStopped:
+        return Next::kEnd;  // disconnect()/stop() already reported kDown
+      case TunnelEnd::Kind::kServerEnded:
+        go_down(why);
+        return Next::kEnd;
+      case TunnelEnd::Kind::kLost:
+        retry.lost_at = Clock::now();
+        set_state(SessionState::kReconnecting, why);
+        return Next::kRetry;
+    }
+    return Next::kEnd;
   }
 
   // Sends a user disconnect on the open tunnel (the gateway invalidates the cookie), then closes.
@@ -371,7 +392,7 @@ struct Session::Impl : std::enable_shared_from_this<Impl> {
   asio::awaitable<TunnelEnd> run_tunnel() {
     stop_signal.expires_at(Clock::time_point::max());
     auto now = Clock::now();
-    last_rx = last_tx = last_dpd_tx = now;
+    last_rx = last_tx = last_dpd_tx = tunnel_opened = now;
     auto ended =
         co_await (read_loop() || write_loop() || tick_loop() || wait_stop() || dtls_loop());
     co_return std::visit([](TunnelEnd& end) { return std::move(end); }, ended);
@@ -498,6 +519,10 @@ struct Session::Impl : std::enable_shared_from_this<Impl> {
       auto [ec] = co_await timer.async_wait(kTuple);
       if (ec) co_return finish({TunnelEnd::Kind::kStopped, std::nullopt});
       auto now = Clock::now();
+      if (rekey_due(now)) {
+        logger->info("session={} rekey by new tunnel after {}s", id, config.rekey_time.count());
+        co_return lost(Error::make(ErrorCode::kUnavailable, "rekey: opening a new tunnel"));
+      }
       if (now - last_rx > 2 * dpd + tick) {
         co_return lost(Error::make(ErrorCode::kTimeout,
                                    "gateway did not answer for {}s (dead peer detection)",
@@ -515,6 +540,12 @@ struct Session::Impl : std::enable_shared_from_this<Impl> {
       }
       check_dtls(now);
     }
+  }
+
+  // "new-tunnel" rekeying is a reconnect with the same cookie once rekey_time has passed.
+  bool rekey_due(Clock::time_point now) const {
+    return config.rekey_method == "new-tunnel" && config.rekey_time.count() > 0 &&
+           now - tunnel_opened >= config.rekey_time;
   }
 
   void check_dtls(Clock::time_point now) {

@@ -274,9 +274,11 @@ Result<int> ExecRuleWatcher::poll_once() {
          header = NLMSG_NEXT(header, length)) {
       auto* message = static_cast<cn_msg*>(NLMSG_DATA(header));
       if (message->id.idx != CN_IDX_PROC || message->len < sizeof(proc_event)) continue;
-      auto* event = reinterpret_cast<proc_event*>(message->data);
-      if (event->what != proc_event::PROC_EVENT_EXEC) continue;
-      pid_t pid = event->event_data.exec.process_tgid;
+      // The event sits at a 4-byte offset; copy it out to read it aligned.
+      proc_event event;
+      std::memcpy(&event, message->data, sizeof(event));
+      if (event.what != proc_event::PROC_EVENT_EXEC) continue;
+      pid_t pid = event.event_data.exec.process_tgid;
       std::string executable = executable_of(pid);
       if (std::find(paths_.begin(), paths_.end(), executable) == paths_.end()) continue;
       if (auto status = cgroup_->add_process(pid); !status) {

@@ -7,8 +7,10 @@
 #include "vpn/tun/tun_device.h"
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -54,6 +56,22 @@ std::optional<LedgerEntry> decode(const std::string& line) {
   return entry;
 }
 
+// A group recorded under a private cgroup2 mount: that mount lived in the mount namespace of the
+// process that made it (`ip netns exec` gives each command its own), so after a crash the path
+// may be an empty directory here. The group itself is still in the one cgroup2 hierarchy:
+// reach it through whatever mount is usable now, mounting one for the moment if needed.
+Status remove_recorded_cgroup(const LedgerEntry& entry) {
+  struct statfs info {};
+  if (::statfs(entry.name.c_str(), &info) == 0 && info.f_type == CGROUP2_SUPER_MAGIC) {
+    return remove_cgroup(entry.name, entry.text);
+  }
+  auto mount = find_or_mount_cgroup2(entry.name);
+  if (!mount) return mount.error();
+  auto removed = remove_cgroup(mount->path, entry.text);
+  if (mount->private_mount) (void)unmount_cgroup2(mount->path);
+  return removed;
+}
+
 Status remove_entry(const LedgerEntry& entry) {
   switch (entry.kind) {
     case LedgerEntry::Kind::kTun:
@@ -76,7 +94,7 @@ Status remove_entry(const LedgerEntry& entry) {
     case LedgerEntry::Kind::kNftTable:
       return nft::delete_table(entry.name);
     case LedgerEntry::Kind::kCgroup:
-      return remove_cgroup(entry.name, entry.text);
+      return remove_recorded_cgroup(entry);
     case LedgerEntry::Kind::kCgroupMount:
       return unmount_cgroup2(entry.name);
   }

@@ -306,12 +306,19 @@ Status Steering::set_tunnel_up(int tun_ifindex) {
     return Error::make(ErrorCode::kInvalidArgument, "tunnel up: link {} is not the TUN {}", name,
                        options_.tun_name);
   }
+  if (tunnel_ifindex_ == tun_ifindex) return ok();
+  if (tunnel_ifindex_ != 0) {
+    if (auto status = set_tunnel_down(); !status) return status;
+  }
   for (const auto& prefix : plan_.intranet) {
     if (!prefix.is_v4() && !plan_.tunnel_has_ipv6) continue;
     rtnl::Route route{prefix, options_.table, rtnl::RouteType::kUnicast, tun_ifindex, 0};
+    // Reconnects bring the same routes up again: the ledger names each one once.
     auto entry = entry_of(LedgerEntry::Kind::kRoute, name, prefix.to_string(), options_.table);
-    auto status =
-        create_recorded(ledger_, entry, "tunnel route", [&] { return rtnl::add_route(route); });
+    auto status = recorded_routes_.insert(entry.text).second
+                      ? create_recorded(ledger_, entry, "tunnel route",
+                                        [&] { return rtnl::add_route(route); })
+                      : rtnl::add_route(route);
     if (!status) return status;
   }
   tunnel_ifindex_ = tun_ifindex;

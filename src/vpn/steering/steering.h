@@ -41,6 +41,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -101,9 +102,10 @@ class Steering {
   static Result<std::unique_ptr<Steering>> start(const SteeringOptions& options,
                                                  const SteeringPlan& plan);
 
-  // Adds (up) or removes (down) the routes through the TUN. While down, admitted intranet
-  // traffic hits the prohibit routes and is rejected locally. `tun_ifindex` must name a link
-  // in this namespace when going up.
+  // Adds (up) or removes (down) the routes through the TUN and turns the marks on or off.
+  // While down, admitted intranet traffic is refused locally. `tun_ifindex` must name the TUN
+  // (options.tun_name) in this namespace. Up twice with the same TUN is a no-op; up with a new
+  // TUN (after a reconnect) moves the routes to it.
   Status set_tunnel_up(int tun_ifindex);
   Status set_tunnel_down();
   bool tunnel_up() const { return tunnel_ifindex_ != 0; }
@@ -131,6 +133,7 @@ class Steering {
   Ledger ledger_;
   AdmittedCgroup cgroup_;
   int tunnel_ifindex_ = 0;
+  std::set<std::string> recorded_routes_;  // TUN routes already in the ledger
 };
 
 // Cleans up a crashed instance from its ledger without starting anything (`disconnect` when
