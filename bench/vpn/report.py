@@ -186,7 +186,9 @@ def render(args, results):
                 NAMES[system], CHANNELS[transport],
                 _gbps(results, system, transport, "up"),
                 _gbps(results, system, transport, "down") if "down" in directions else "-",
-                _cpu(throughput(results, system, transport, "up")),
+                _cpu(throughput(results, system, transport, "up")) if throughput(
+                    results, system, transport, "up") or "down" not in directions else
+                "download: " + _cpu(throughput(results, system, transport, "down")),
                 _latency(results, system, transport)))
     lines += [
         "",
