@@ -35,7 +35,8 @@ class Run:
         self.processes = procs.Processes()
         self.started = time.monotonic()
         self.lab = None
-        self.results = {"throughput": {}, "latency": {}, "startup": {}, "notes": []}
+        self.results = {"throughput": {}, "latency": {}, "startup": {}, "failures": [],
+                        "notes": []}
 
     def progress(self, text):
         print("[{:6.1f}s] {}".format(time.monotonic() - self.started, text), flush=True)
@@ -87,31 +88,29 @@ class Run:
                     self.lab.block_dtls(False)
 
     def one_system(self, name, make, transport, round_):
-        """Connects, measures and disconnects one system. A failure (the client cannot connect,
-        a measurement breaks off) is recorded with what the client and ocserv logged, and the
-        run goes on with the next measurement."""
+        """Connects, measures and disconnects one system. A failed measurement is recorded
+        with what the client and ocserv logged meanwhile, and the next one starts on a fresh
+        connection, so that one failure does not break the others."""
         label = "{}-{}-{}".format(name, transport, round_ + 1)
-        client = make(transport == "dtls", label)
         figures = {}
         self.results["throughput"].setdefault((name, transport), []).append(figures)
-        gateway_mark = self.lab.gateway_log_size()
-        self.progress("{}: connecting".format(label))
-        try:
-            client.connect()
-        except RuntimeError as error:
-            figures["error"] = self.failure(label, "connect", error, client, gateway_mark)
-            self.stop_client(label, client)
-            return
+        where = (name, transport, round_ + 1)
+        client = self.connect(make, transport, label, where)
         try:
             for direction in ["up", "down"] if self.args.reverse else ["up"]:
-                gateway_mark = self.lab.gateway_log_size()
+                if client is None:
+                    figures[direction] = {"error": "not connected"}
+                    continue
+                marks = self.log_marks(client)
                 profiler = self.start_profile(name, client, label + "-" + direction)
                 try:
                     f = measure.iperf(self.lab, client, self.args.seconds, direction == "down")
                     self.check_channel(label, transport, f)
                 except RuntimeError as error:
                     figures[direction] = {"error": self.failure(
-                        label, "iperf3 " + direction, error, client, gateway_mark)}
+                        where, "iperf3 " + direction, error, client, marks)}
+                    self.stop_client(where, client)
+                    client = self.connect(make, transport, label, where)
                     continue
                 finally:
                     self.stop_profile(profiler)
@@ -124,18 +123,38 @@ class Run:
                                       for k, v in f["cpu_percent"].items()),
                                   f["gateway_cpu_percent"], f["channel_bytes"]["cstp"],
                                   f["channel_bytes"]["dtls"]))
-            gateway_mark = self.lab.gateway_log_size()
-            try:
-                ping = measure.udp_ping(self.lab, client, self.args.pings)
-            except RuntimeError as error:
-                ping = {"error": self.failure(label, "UDP round trips", error, client,
-                                              gateway_mark)}
+            ping = {"error": "not connected"}
+            if client is not None:
+                marks = self.log_marks(client)
+                try:
+                    ping = measure.udp_ping(self.lab, client, self.args.pings)
+                    self.progress("{}: UDP round trips p50 {:.0f} us, p99 {:.0f} us, lost {}"
+                                  .format(label, ping["p50_us"], ping["p99_us"], ping["lost"]))
+                except RuntimeError as error:
+                    ping = {"error": self.failure(where, "UDP round trips", error, client,
+                                                  marks)}
             self.results["latency"].setdefault((name, transport), []).append(ping)
-            if "error" not in ping:
-                self.progress("{}: UDP round trips p50 {:.0f} us, p99 {:.0f} us, lost {}".format(
-                    label, ping["p50_us"], ping["p99_us"], ping["lost"]))
         finally:
-            self.stop_client(label, client)
+            if client is not None:
+                self.stop_client(where, client)
+
+    def connect(self, make, transport, label, where):
+        """A connected client, or None when it could not connect (recorded)."""
+        client = make(transport == "dtls", label)
+        marks = self.log_marks(client)
+        self.progress("{}: connecting".format(label))
+        try:
+            client.connect()
+            return client
+        except RuntimeError as error:
+            self.failure(where, "connect", error, client, marks)
+            self.stop_client(where, client)
+            return None
+
+    def log_marks(self, client):
+        """Where the client's and ocserv's logs end now: a failure quotes what follows."""
+        return {"client": lab_.file_size(client.log),
+                "gateway": lab_.file_size(self.lab.path("ocserv.log"))}
 
     def start_profile(self, name, client, label):
         """Diagnostics (--perf-out): a sampling profile of Steward's daemon during iperf3."""
@@ -155,22 +174,27 @@ class Run:
             finally:
                 self.processes.stop(profiler)
 
-    def stop_client(self, label, client):
+    def stop_client(self, where, client):
         try:
             client.disconnect()
         except RuntimeError as error:
-            self.failure(label, "disconnect", error, client, None)
+            self.failure(where, "disconnect", error, client, None)
 
-    def failure(self, label, what, error, client, gateway_mark):
-        """Records a failed measurement with the client's and ocserv's complaints; returns the
-        one-line summary the report shows."""
-        said = client.complaints() if client is not None else []
-        if gateway_mark is not None:
-            said += ["ocserv: " + line for line in self.lab.gateway_errors(gateway_mark)]
-        text = "{} {}: {}".format(label, what, str(error).strip().splitlines()[-1][:300])
+    def failure(self, where, what, error, client, marks):
+        """Records a failed step of (system, transport, round) with the client's and ocserv's
+        complaints since `marks`; returns its one-line summary."""
+        said = []
+        if marks is not None:
+            if client is not None:
+                said += client.complaints(marks["client"])
+            said += ["ocserv: " + line for line in self.lab.gateway_errors(marks["gateway"])]
+        message = str(error).strip().splitlines()[-1][:300] if str(error).strip() else "failed"
+        self.results["failures"].append({"system": where[0], "transport": where[1],
+                                         "round": where[2], "what": what, "error": message,
+                                         "logged": said[:4]})
+        text = "{} {} round {}: {}: {}".format(where[0], where[1], where[2], what, message)
         if said:
             text += " (logged: {})".format("; ".join(said[:4]))
-        self.results["notes"].append("Failed: " + text)
         self.progress("FAILED " + text)
         return text
 
@@ -200,14 +224,14 @@ class Run:
                     from . import steward
                     connect, attempt, teardown, exits, stdin_path = steward.startup_commands(
                         self.lab, self.args.steward, "startup-{}".format(rep + 1))
-                gateway_mark = self.lab.gateway_log_size()
+                gateway_mark = lab_.file_size(self.lab.path("ocserv.log"))
                 try:
                     result = measure.startup(self.lab, name, connect, attempt, teardown, exits,
                                              stdin_path, log)
                 except RuntimeError as error:
                     self.results["startup_failures"] = self.results.get("startup_failures", 0) + 1
-                    self.failure("startup-{}-{}".format(name, rep + 1), "connect", error, None,
-                                 gateway_mark)
+                    self.failure((name, "startup", rep + 1), "connect -> first HTTP answer",
+                                 error, None, {"client": 0, "gateway": gateway_mark})
                     self.wait_clean(name)
                     continue
                 if name == "steward":

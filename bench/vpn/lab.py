@@ -247,24 +247,10 @@ class Lab:
             except ProcessLookupError:
                 pass
 
-    def gateway_log_size(self):
-        try:
-            return os.path.getsize(self.path("ocserv.log"))
-        except OSError:
-            return 0
-
     def gateway_errors(self, since):
         """ocserv's error lines written after offset `since` of its log."""
-        with open(self.path("ocserv.log"), "rb") as log:
-            log.seek(since)
-            lines = log.read().decode(errors="replace").splitlines()
-        found = []
-        for line in lines:
-            if "error" in line.lower() or "unexpected" in line or "failed" in line:
-                text = line.split(": ", 1)[-1].strip()
-                if text not in found:
-                    found.append(text)
-        return found
+        return [line.split(": ", 1)[-1] for line in log_lines(
+            self.path("ocserv.log"), ("error", "unexpected", "failed"), since)]
 
     def gateway_cpu_seconds(self):
         """CPU time used so far by the processes now in the gateway namespace (ocserv's main
@@ -378,18 +364,30 @@ class Lab:
         procs.wait_for(present, timeout, "a route to {} in {}".format(prefix, ns), step=0.02)
 
 
-def log_lines(path, marks, most=3):
-    """The first distinct lines of a log that contain one of `marks`."""
+def file_size(path):
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def log_lines(path, marks, since=0, most=3):
+    """The first distinct lines after offset `since` of a log that contain one of `marks`
+    (case-insensitive), without a leading timestamp."""
     found = []
     try:
-        with open(path, errors="replace") as log:
-            for line in log:
-                if any(mark in line for mark in marks):
-                    text = line.strip()[:200]
-                    if text not in found:
-                        found.append(text)
-                    if len(found) == most:
-                        break
+        with open(path, "rb") as log:
+            log.seek(since)
+            lines = log.read().decode(errors="replace").splitlines()
     except OSError:
-        pass
+        return found
+    for line in lines:
+        if not any(mark.lower() in line.lower() for mark in marks):
+            continue
+        first, _, rest = line.strip().partition(" ")
+        text = (rest if first[:1].isdigit() and "T" in first else line.strip())[:200]
+        if text not in found:
+            found.append(text)
+        if len(found) == most:
+            break
     return found

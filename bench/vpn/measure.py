@@ -53,8 +53,8 @@ def iperf(lab, client, seconds, reverse):
     if done.returncode != 0 or "error" in result:
         # A failed test can leave the iperf3 server waiting on its control connection.
         lab.start_iperf()
-        raise RuntimeError("iperf3 through {} failed ({}): {}".format(
-            client.label, done.returncode, result.get("error", "")))
+        raise RuntimeError("iperf3: {}".format(result.get("error", "exit status {}".format(
+            done.returncode))))
     end = result["end"]
     figures = {
         "gbps": end["sum_received"]["bits_per_second"] / 1e9,
@@ -77,8 +77,8 @@ def udp_ping(lab, client, count):
                        lab_.INTRANET_ADDRESS, "--port", str(lab_.ECHO_PORT), "--count",
                        str(count)], timeout=count * 2 + 60, env=_env(lab))
     if done.returncode != 0:
-        raise RuntimeError("udp-ping through {} failed ({}): {}".format(
-            client.label, done.returncode, done.stderr.decode(errors="replace")[-400:]))
+        raise RuntimeError("udp-ping exit status {}: {}".format(
+            done.returncode, done.stderr.decode(errors="replace")[-400:]))
     return json.loads(done.stdout.decode())
 
 

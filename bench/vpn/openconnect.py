@@ -28,7 +28,7 @@ def connect_argv(lab, dtls):
 
 class OpenConnect:
     kind = "openconnect"
-    COMPLAINTS = ("rror", "ailed", "Unexpected")
+    COMPLAINTS = ("error", "failed", "unexpected")
 
     def __init__(self, processes, lab, dtls, label):
         self.processes = processes
@@ -58,9 +58,9 @@ class OpenConnect:
                               stdin=subprocess.DEVNULL, capture_output=True, env=env,
                               timeout=timeout)
 
-    def complaints(self):
-        """The warnings and errors in its log, for a failed measurement."""
-        return lab_.log_lines(self.log, self.COMPLAINTS)
+    def complaints(self, since=0):
+        """The warnings and errors in its log after offset `since`."""
+        return lab_.log_lines(self.log, self.COMPLAINTS, since)
 
     def cpu_pids(self):
         return {"openconnect": self.child.pid}

@@ -149,6 +149,27 @@ def targets(results, directions):
     return rows
 
 
+def failure_notes(results):
+    """One note for each kind of failure: which system, channel and step, in which rounds,
+    with what the client and ocserv logged the first time."""
+    groups = {}
+    for f in results.get("failures", []):
+        key = (f["system"], f["transport"], f["what"], f["error"])
+        groups.setdefault(key, []).append(f)
+    notes = []
+    for (system, transport, what, error), failures in groups.items():
+        where = "{}, {}".format(NAMES.get(system, system).split(",")[0],
+                                CHANNELS.get(transport, transport))
+        rounds = ", ".join(str(f["round"]) for f in failures)
+        text = "Failed: {}: {} (round{} {}): {}".format(
+            where, what, "s" if len(failures) > 1 else "", rounds, error)
+        if failures[0]["logged"]:
+            text += "; logged meanwhile: " + "; ".join(
+                "`{}`".format(line) for line in failures[0]["logged"])
+        notes.append(text)
+    return notes
+
+
 def render(args, results):
     m = results["machine"]
     directions = ["up", "down"] if args.reverse else ["up"]
@@ -218,7 +239,7 @@ def render(args, results):
     met = targets(results, directions)
     lines += [""] + storm_report.target_lines("issue 3", met)
     lines += ["", "How the figures are taken:"] + ["- " + line for line in HOW]
-    notes = list(results.get("notes", []))
+    notes = list(results.get("notes", [])) + failure_notes(results)
     if "steward-session" in systems:
         notes.insert(0, SESSION_NOTE)
     lines += [""] + ["- " + note for note in notes]

@@ -115,9 +115,9 @@ class Steward:
                 shell.wait()
         return subprocess.CompletedProcess(argv, shell.returncode, out, err)
 
-    def complaints(self):
-        """The warnings and errors in its log, for a failed measurement."""
-        return lab_.log_lines(self.log, self.COMPLAINTS)
+    def complaints(self, since=0):
+        """The warnings and errors in its log after offset `since`."""
+        return lab_.log_lines(self.log, self.COMPLAINTS, since)
 
     def cpu_pids(self):
         return {"steward": self.child.pid}
