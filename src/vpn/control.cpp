@@ -50,7 +50,7 @@ struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
   std::atomic<uint64_t> refused{0};
 
   void accept();
-  void serve(std::shared_ptr<local::socket> socket, Peer peer);
+  void serve(std::shared_ptr<local::socket> socket, Peer peer, bool allowed);
 };
 
 void ControlServer::Impl::accept() {
@@ -63,27 +63,29 @@ void ControlServer::Impl::accept() {
       socklen_t size = sizeof(credentials);
       bool known =
           ::getsockopt(socket->native_handle(), SOL_SOCKET, SO_PEERCRED, &credentials, &size) == 0;
-      if (known && (credentials.uid == 0 || credentials.uid == ::getuid())) {
-        self->serve(socket, Peer{credentials.pid, credentials.uid});
-      } else {
-        self->refused++;
-        log::get("vpn")->warn(
-            "control refused pid={} uid={}: only root and uid={} may command "
-            "the vpn daemon",
-            credentials.pid, credentials.uid, ::getuid());
-        answer(socket, refusal("permission denied: only root and the daemon's user may command "
-                               "the vpn daemon"));
-      }
+      bool allowed = known && (credentials.uid == 0 || credentials.uid == ::getuid());
+      self->serve(socket, Peer{credentials.pid, credentials.uid}, allowed);
     }
     self->accept();
   });
 }
 
-void ControlServer::Impl::serve(std::shared_ptr<local::socket> socket, Peer peer) {
+// The request is read before any answer, a refusal too: closing a Unix socket with unread
+// data resets the connection, and the peer would see that instead of the refusal.
+void ControlServer::Impl::serve(std::shared_ptr<local::socket> socket, Peer peer, bool allowed) {
   auto buffer = std::make_shared<asio::streambuf>(kMaxLine);
   asio::async_read_until(
       *socket, *buffer, '\n',
-      [self = shared_from_this(), socket, buffer, peer](boost::system::error_code ec, size_t) {
+      [self = shared_from_this(), socket, buffer, peer, allowed](boost::system::error_code ec,
+                                                                 size_t) {
+        if (!allowed) {
+          self->refused++;
+          log::get("vpn")->warn(
+              "control refused pid={} uid={}: only root and uid={} may command the vpn daemon",
+              peer.pid, peer.uid, ::getuid());
+          return answer(socket, refusal("permission denied: only root and the daemon's user may "
+                                        "command the vpn daemon"));
+        }
         if (ec) return;
         std::string line(asio::buffers_begin(buffer->data()), asio::buffers_end(buffer->data()));
         boost::system::error_code parse_error;

@@ -115,6 +115,7 @@ class Daemon {
 
  private:
   cstp::SessionOptions session_options(const cstp::GatewayUrl& url) const;
+  void wait_for_signal();
   void on_state(SessionState state, const Error* error);
   void on_connected();
   Status steer(const TunnelConfig& tunnel);
@@ -223,9 +224,7 @@ Status Daemon::start() {
 
   signals_.add(SIGINT);
   signals_.add(SIGTERM);
-  signals_.async_wait([this](boost::system::error_code ec, int signal) {
-    if (!ec) disconnect(fmt::format("signal {}", signal));
-  });
+  wait_for_signal();
 
   cstp::SessionCallbacks callbacks;
   callbacks.on_state = [this](SessionState state, const Error* error) { on_state(state, error); };
@@ -250,6 +249,15 @@ Status Daemon::start() {
       config_.instance);
   session_->start();
   return ok();
+}
+
+// The first signal says goodbye to the gateway; a second one stops without waiting for it.
+void Daemon::wait_for_signal() {
+  signals_.async_wait([this](boost::system::error_code ec, int signal) {
+    if (ec || torn_down_) return;
+    disconnect(fmt::format("signal {}", signal));
+    wait_for_signal();
+  });
 }
 
 void Daemon::on_state(SessionState state, const Error* error) {
@@ -553,6 +561,7 @@ json::object Daemon::status() const {
                    {"address_changes", address_changes_},
                    {"last_address_change", last_address_change_},
                    {"send_failures", send_failures_},
+                   {"tun_write_failures", tun_write_failures_},
                    {"last_error", last_error_}};
   out["address"] = tunnel.address ? tunnel.address->to_string() : "";
   out["address6"] = tunnel.address6 ? tunnel.address6->to_string() : "";

@@ -571,6 +571,13 @@ TEST_F(VpnEndToEnd, NothingIsLeftAfterDisconnectOrAfterSigkillAndRestart) {
   auto left = daemon_->leftovers();
   EXPECT_TRUE(left.empty()) << fmt::format("{}", fmt::join(left, "\n"));
 
+  // SIGTERM (and Ctrl-C's SIGINT) is a user disconnect too.
+  ASSERT_TRUE(daemon_->restart());
+  ASSERT_TRUE(daemon_->wait_connected(15s));
+  EXPECT_EQ(daemon_->signal_and_wait(SIGTERM), 0) << daemon_->log();
+  left = daemon_->leftovers();
+  EXPECT_TRUE(left.empty()) << fmt::format("{}", fmt::join(left, "\n"));
+
   // A crash leaves the kernel state behind; the next start removes it first.
   ASSERT_TRUE(daemon_->restart());
   ASSERT_TRUE(daemon_->wait_connected(15s));

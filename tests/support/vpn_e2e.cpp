@@ -304,6 +304,11 @@ int VpnDaemonProcess::wait_exit(std::chrono::milliseconds timeout) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+int VpnDaemonProcess::signal_and_wait(int signal) {
+  int status = process_.stop(signal, 15s);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
 void VpnDaemonProcess::kill_hard() {
   process_.stop(SIGKILL, 5s);
 }

@@ -82,6 +82,8 @@ class VpnDaemonProcess {
   // Waits for the daemon to exit; its exit code (or -1 after the timeout).
   int wait_exit(std::chrono::milliseconds timeout);
   void kill_hard();  // SIGKILL, as a crash
+  // Sends `signal` and waits for the exit; the exit code (-1 when it did not exit by itself).
+  int signal_and_wait(int signal);
   // Starts the same daemon again (after an exit or a kill).
   Status restart();
   // Starts it with `steward vpn connect --background`, which returns once the tunnel is up; the
