@@ -13,6 +13,18 @@ NAMES = {"openconnect": "openconnect 9.01 + vpnc-script",
          "steward-all": "Steward admitting everything",
          "steward-session": "Steward, the measured command's shell admitted by PID "
                             "(`steward vpn admit`)"}
+SHORT = {"openconnect": "openconnect", "steward": "Steward (`run`)",
+         "steward-all": "Steward admitting everything",
+         "steward-session": "Steward (shell admitted by PID)"}
+# What ocserv's complaint means, from its source (worker-vpn.c, parse_cstp_data): it takes each
+# TLS record it reads as exactly one CSTP frame.
+CSTP_RECORD_NOTE = (
+    "ocserv's `error parsing CSTP data` (at debug level 2 and up it says `unexpected CSTP length "
+    "(have <frame length>, should be <record length - 8>)`): ocserv 1.1.6 reads each TLS record "
+    "as exactly one CSTP frame and ends the session otherwise. A client that hands several "
+    "frames to one TLS write (records of up to 16 KiB holding several frames, or a frame split "
+    "across two records) is dropped as soon as its upload is fast enough to queue more than one "
+    "frame; each CSTP frame needs a TLS record of its own.")
 SESSION_NOTE = (
     "This `steward vpn connect` has no option to admit every process, so the third Steward row "
     "admits the measured command's shell by PID (`steward vpn admit`) before it execs the "
@@ -158,8 +170,7 @@ def failure_notes(results):
         groups.setdefault(key, []).append(f)
     notes = []
     for (system, transport, what, error), failures in groups.items():
-        where = "{}, {}".format(NAMES.get(system, system).split(",")[0],
-                                CHANNELS.get(transport, transport))
+        where = "{}, {}".format(SHORT.get(system, system), CHANNELS.get(transport, transport))
         rounds = ", ".join(str(f["round"]) for f in failures)
         text = "Failed: {}: {} (round{} {}): {}".format(
             where, what, "s" if len(failures) > 1 else "", rounds, error)
@@ -167,6 +178,9 @@ def failure_notes(results):
             text += "; logged meanwhile: " + "; ".join(
                 "`{}`".format(line) for line in failures[0]["logged"])
         notes.append(text)
+    if any("error parsing CSTP data" in line for f in results.get("failures", [])
+           for line in f["logged"]):
+        notes.append(CSTP_RECORD_NOTE)
     return notes
 
 
