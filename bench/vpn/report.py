@@ -19,7 +19,7 @@ SHORT = {"openconnect": "openconnect", "steward": "Steward (`run`)",
 # What ocserv's complaint means, from its source (worker-vpn.c, parse_cstp_data): it takes each
 # TLS record it reads as exactly one CSTP frame.
 CSTP_RECORD_NOTE = (
-    "ocserv's `error parsing CSTP data` (at debug level 2 and up it says `unexpected CSTP length "
+    "ocserv's `error parsing CSTP data` (with `-d 4` it also says `unexpected CSTP length "
     "(have <frame length>, should be <record length - 8>)`): ocserv 1.1.6 reads each TLS record "
     "as exactly one CSTP frame and ends the session otherwise. A client that hands several "
     "frames to one TLS write (records of up to 16 KiB holding several frames, or a frame split "
