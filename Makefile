@@ -4,9 +4,10 @@
 #   make demo    the main job end to end on three real Open vSwitch instances (needs root)
 #   make test    the whole test suite (scripts/test.sh)
 #   make bench   the benchmarks (bench/run-migration-storm.sh; figures in docs/benchmarks.md)
+#   make bench-vpn  the VPN benchmark against openconnect (bench/run-vpn.sh, needs root)
 # Extra arguments for a script go in ARGS, e.g. `make demo ARGS=--keep`.
 
-.PHONY: deps build demo test bench
+.PHONY: deps build demo test bench bench-vpn
 
 deps:
 	bash scripts/deps.sh $(ARGS)
@@ -23,3 +24,6 @@ test:
 
 bench:
 	bash bench/run-migration-storm.sh $(ARGS)
+
+bench-vpn:
+	bash bench/run-vpn.sh $(ARGS)

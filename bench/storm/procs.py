@@ -24,9 +24,11 @@ class Processes:
     def __init__(self):
         self._running = {}  # pid -> (name, Popen)
 
-    def spawn(self, name, argv, log_path, env=None):
-        with open(log_path, "ab") as log:
-            child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+    def spawn(self, name, argv, log_path, env=None, stdin_path=None):
+        """Starts argv with its output appended to log_path; stdin is stdin_path's content
+        (a password file, say) or empty."""
+        with open(log_path, "ab") as log, open(stdin_path or os.devnull, "rb") as stdin:
+            child = subprocess.Popen(argv, stdin=stdin, stdout=log, stderr=log,
                                      env=env, preexec_fn=_die_with_parent, close_fds=True)
         self._running[child.pid] = (name, child)
         return child

@@ -43,20 +43,46 @@ def machine():
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
 
-def replace_section(path, text):
-    """Writes `text` (starting with SECTION) into `path`, replacing only that section."""
+def replace_section(path, text, section=SECTION):
+    """Writes `text` (starting with `section`) into `path`, replacing only that section."""
     if os.path.exists(path):
         with open(path) as current:
             document = current.read()
     else:
         document = INTRO
-    pattern = re.compile(r"^" + re.escape(SECTION) + r"\n.*?(?=^## |\Z)", re.M | re.S)
+    pattern = re.compile(r"^" + re.escape(section) + r"\n.*?(?=^## |\Z)", re.M | re.S)
     if pattern.search(document):
         document = pattern.sub(lambda _: text.rstrip("\n") + "\n\n", document, count=1)
     else:
         document = document.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
     with open(path, "w") as out:
         out.write(document.rstrip("\n") + "\n")
+
+
+def run_lines(m, command):
+    """The date, machine and command lines of a section, from machine()."""
+    return [
+        "- date: {}".format(m["date"]),
+        "- machine: {} cores (`nproc`), {}, kernel {}; load average at start {} (other work "
+        "on the machine); the benchmark ran at nice {}".format(
+            m["nproc"], m["cpu"], m["kernel"], m["load"], m["nice"]),
+        "- command: `{}`".format(command),
+    ]
+
+
+def target_lines(issue, met):
+    """The targets table of [(target, required, measured, met)] and its one-line summary; met
+    is None for a target the run could not measure."""
+    verdict = {True: "yes", False: "**no**", None: "not measured"}
+    lines = ["| target ({}) | required | measured | met |".format(issue), "|---|---|---|---|"]
+    lines += ["| {} | {} | {} | {} |".format(t, r, v, verdict[ok]) for t, r, v, ok in met]
+    yes = [t for t, _, _, ok in met if ok]
+    no = [t for t, _, _, ok in met if ok is False]
+    unknown = [t for t, _, _, ok in met if ok is None]
+    summary = "Met: {}. Not met: {}.".format("; ".join(yes) or "none", "; ".join(no) or "none")
+    if unknown:
+        summary += " Not measured: {}.".format("; ".join(unknown))
+    return lines + ["", summary]
 
 
 def median_round(rounds):
@@ -133,11 +159,7 @@ def render(args, results):
         "afterwards each switch is read back and must hold exactly its VMs' ports and QoS rows, "
         "and Steward's `GET /v1/verify` must be clean.".format(vms=args.vms, storm=s["count"]),
         "",
-        "- date: {}".format(m["date"]),
-        "- machine: {} cores (`nproc`), {}, kernel {}; load average at start {} (other work "
-        "on the machine); the benchmark ran at nice {}".format(
-            m["nproc"], m["cpu"], m["kernel"], m["load"], m["nice"]),
-        "- command: `{}`".format(args.command),
+    ] + run_lines(m, args.command) + [
         "",
         "Steward, the Python IDL and the floor ran {} rounds, interleaved (Steward each time on "
         "a fresh controller and fresh switches); the table shows each one's median round, with "
@@ -166,15 +188,7 @@ def render(args, results):
         ("Steward", "steward"), ("ovs-vsctl", "vsctl"), ("Python IDL", "idl"),
         ("floor", "floor"))] + [
         "",
-        "| target (issue 2) | required | measured | met |",
-        "|---|---|---|---|",
-    ]
-    lines += ["| {} | {} | {} | {} |".format(t, r, v, "yes" if ok else "**no**")
-              for t, r, v, ok in met]
-    yes = [t for t, _, _, ok in met if ok]
-    no = [t for t, _, _, ok in met if not ok]
-    lines += ["", "Met: {}. Not met: {}.".format("; ".join(yes) or "none",
-                                                 "; ".join(no) or "none"), ""]
+    ] + target_lines("issue 2", met) + [""]
     lines += [
         "How the figures are taken:",
         "- migrations/s = migrations / wall time from the first message (Steward: first "

@@ -1,0 +1,1 @@
+"""VPN benchmark driver (see bench/run-vpn.sh)."""
