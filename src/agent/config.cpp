@@ -1,6 +1,7 @@
 #include "agent/config.h"
 
 #include "agent/model/instruction.h"
+#include "core/config.h"
 
 #include <toml++/toml.h>
 
@@ -9,19 +10,8 @@
 namespace steward::agent {
 namespace {
 
-Error invalid(const std::string& path, const std::string& message) {
-  return Error::make(ErrorCode::kInvalidArgument, "config {}: {}", path, message);
-}
-
-Status only_known(const toml::table& table, const std::set<std::string>& known,
-                  const std::string& prefix, const std::string& path) {
-  for (const auto& [key, value] : table) {
-    if (!known.count(std::string(key.str()))) {
-      return invalid(path, fmt::format("unknown key {}.{}", prefix, key.str()));
-    }
-  }
-  return ok();
-}
+using steward::config::invalid;
+using steward::config::only_known;
 
 Result<std::vector<std::string>> argv_of(const toml::node& node, const std::string& what,
                                          const std::string& path) {
@@ -143,13 +133,9 @@ Status read_agent(const toml::table& table, AgentConfig& config, const std::stri
 }  // namespace
 
 Status load_config_file(const std::string& path, AgentConfig& config) {
-  toml::table root;
-  try {
-    root = toml::parse_file(path);
-  } catch (const toml::parse_error& error) {
-    return Error::make(ErrorCode::kInvalidArgument, "config {}: {} (line {})", path,
-                       error.description(), error.source().begin.line);
-  }
+  auto parsed = steward::config::parse_file(path);
+  if (!parsed) return parsed.error();
+  toml::table& root = *parsed;
   const toml::table* table = root["agent"].as_table();
   if (!table) return ok();
   if (auto status =

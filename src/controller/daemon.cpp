@@ -10,6 +10,7 @@
 #include "controller/southbound/switch_pool.h"
 #include "controller/store/store.h"
 #include "core/clock.h"
+#include "core/config.h"
 #include "core/http.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -44,13 +45,9 @@ Status read_duration(const toml::table& table, const char* key, std::chrono::mil
 }  // namespace
 
 Status load_config_file(const std::string& path, ControllerConfig& config) {
-  toml::table root;
-  try {
-    root = toml::parse_file(path);
-  } catch (const toml::parse_error& error) {
-    return Error::make(ErrorCode::kInvalidArgument, "config {}: {} (line {})", path,
-                       error.description(), error.source().begin.line);
-  }
+  auto parsed = steward::config::parse_file(path);
+  if (!parsed) return parsed.error();
+  toml::table& root = *parsed;
   const toml::table* table = root["controller"].as_table();
   if (!table) return ok();
   static const std::set<std::string> known = {"listen_address",
@@ -65,12 +62,8 @@ Status load_config_file(const std::string& path, ControllerConfig& config) {
                                               "retry_initial_ms",
                                               "retry_max_ms",
                                               "ovsdb_echo_interval_ms"};
-  for (const auto& [key, value] : *table) {
-    if (!known.count(std::string(key.str()))) {
-      return Error::make(ErrorCode::kInvalidArgument, "config {}: unknown key controller.{}", path,
-                         key.str());
-    }
-  }
+  if (auto status = steward::config::only_known(*table, known, "controller", path); !status)
+    return status;
   config.listen_address = (*table)["listen_address"].value_or(config.listen_address);
   int64_t port = (*table)["port"].value_or(int64_t{config.port});
   if (port < 0 || port > 65535) {

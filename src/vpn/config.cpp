@@ -1,5 +1,7 @@
 #include "vpn/config.h"
 
+#include "core/config.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <termios.h>
@@ -13,28 +15,8 @@
 namespace steward::vpn {
 namespace {
 
-Error invalid(const std::string& path, const std::string& message) {
-  return Error::make(ErrorCode::kInvalidArgument, "config {}: {}", path, message);
-}
-
-Status only_known(const toml::table& table, const std::set<std::string>& known,
-                  const std::string& prefix, const std::string& path) {
-  for (const auto& [key, value] : table) {
-    if (!known.count(std::string(key.str()))) {
-      return invalid(path, fmt::format("unknown key {}{}", prefix, key.str()));
-    }
-  }
-  return ok();
-}
-
-Result<toml::table> parse(const std::string& path) {
-  try {
-    return toml::parse_file(path);
-  } catch (const toml::parse_error& error) {
-    return Error::make(ErrorCode::kInvalidArgument, "{}: {} (line {})", path, error.description(),
-                       error.source().begin.line);
-  }
-}
+using steward::config::invalid;
+using steward::config::only_known;
 
 // A non-negative integer key into `out`; absent keys keep the default.
 template <typename T>
@@ -117,7 +99,7 @@ Status read_vpn(const toml::table& table, VpnConfig& config, const std::string& 
                                               "reconnect_timeout_s",
                                               "connect_timeout_s",
                                               "flow_ttl_s"};
-  if (auto status = only_known(table, known, "vpn.", path); !status) return status;
+  if (auto status = only_known(table, known, "vpn", path); !status) return status;
   if (auto status = read_strings(table, config); !status) return status;
   for (auto status : {read_number(table, "status_port", config.status_port, 65535, path),
                       read_number(table, "table", config.table, 0x7fffffff, path),
@@ -171,7 +153,7 @@ SteeringOptions VpnConfig::steering_options() const {
 }
 
 Status load_config_file(const std::string& path, VpnConfig& config) {
-  auto root = parse(path);
+  auto root = steward::config::parse_file(path);
   if (!root) return Error{ErrorCode::kInvalidArgument, "config " + root.error().message};
   if (auto status = only_known(*root, {"vpn"}, "", path); !status) return status;
   const toml::table* table = (*root)["vpn"].as_table();
@@ -226,7 +208,7 @@ Result<LoginSecrets> load_credentials_file(const std::string& path) {
                        "`chmod 600 {}`",
                        path, info.st_mode & 0777, path);
   }
-  auto root = parse(path);
+  auto root = steward::config::parse_file(path);
   if (!root) {
     // toml++ may quote the offending text: keep only the position.
     return Error::make(ErrorCode::kInvalidArgument, "credentials file {} is not valid TOML", path);
