@@ -1,6 +1,7 @@
 #include "vpn/control.h"
 
 #include "core/log.h"
+#include "core/unix_json.h"
 
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/read_until.hpp>
@@ -21,12 +22,6 @@ namespace json = boost::json;
 using local = asio::local::stream_protocol;
 
 namespace {
-
-constexpr size_t kMaxLine = 64 * 1024;
-
-json::object refusal(std::string message) {
-  return json::object{{"ok", false}, {"error", std::move(message)}};
-}
 
 // Writes one answer line and closes after the peer has read it.
 void answer(std::shared_ptr<local::socket> socket, const json::object& reply) {
@@ -73,7 +68,7 @@ void ControlServer::Impl::accept() {
 // The request is read before any answer, a refusal too: closing a Unix socket with unread
 // data resets the connection, and the peer would see that instead of the refusal.
 void ControlServer::Impl::serve(std::shared_ptr<local::socket> socket, Peer peer, bool allowed) {
-  auto buffer = std::make_shared<asio::streambuf>(kMaxLine);
+  auto buffer = std::make_shared<asio::streambuf>(unix_json::kMaxLine);
   asio::async_read_until(
       *socket, *buffer, '\n',
       [self = shared_from_this(), socket, buffer, peer, allowed](boost::system::error_code ec,
@@ -83,15 +78,16 @@ void ControlServer::Impl::serve(std::shared_ptr<local::socket> socket, Peer peer
           log::get("vpn")->warn(
               "control refused pid={} uid={}: only root and uid={} may command the vpn daemon",
               peer.pid, peer.uid, ::getuid());
-          return answer(socket, refusal("permission denied: only root and the daemon's user may "
-                                        "command the vpn daemon"));
+          return answer(socket,
+                        unix_json::failure("permission denied: only root and the daemon's user may "
+                                           "command the vpn daemon"));
         }
         if (ec) return;
         std::string line(asio::buffers_begin(buffer->data()), asio::buffers_end(buffer->data()));
         boost::system::error_code parse_error;
         json::value request = json::parse(line, parse_error);
         if (parse_error || !request.is_object()) {
-          return answer(socket, refusal("request must be one JSON object on one line"));
+          return answer(socket, unix_json::failure("request must be one JSON object on one line"));
         }
         self->handler(peer, request.get_object(),
                       [socket](json::object reply) { answer(socket, reply); });
@@ -110,15 +106,8 @@ Status ControlServer::start() {
   if (control_request(impl_->path, json::object{{"op", "ping"}}, std::chrono::milliseconds(500))) {
     return Error::make(ErrorCode::kConflict, "a vpn daemon already answers on {}", impl_->path);
   }
-  ::unlink(impl_->path.c_str());
-  boost::system::error_code ec;
-  local::endpoint endpoint(impl_->path);
-  impl_->acceptor.open(endpoint.protocol(), ec);
-  if (!ec) impl_->acceptor.bind(endpoint, ec);
-  if (!ec) ::chmod(impl_->path.c_str(), 0600);
-  if (!ec) impl_->acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    return Error::make(ErrorCode::kIo, "control socket {}: {}", impl_->path, ec.message());
+  if (auto status = unix_json::listen(impl_->acceptor, impl_->path, 0600); !status) {
+    return status.error().wrap("control socket");
   }
   impl_->accept();
   return ok();
@@ -137,40 +126,7 @@ uint64_t ControlServer::refused() const {
 
 Result<json::object> control_request(const std::string& path, const json::object& request,
                                      std::chrono::milliseconds timeout) {
-  asio::io_context io;
-  local::socket socket(io);
-  boost::system::error_code ec;
-  socket.connect(local::endpoint(path), ec);
-  if (ec) {
-    return Error::make(ErrorCode::kUnavailable, "no vpn daemon answers on {}: {}", path,
-                       ec.message());
-  }
-  timeval limit{static_cast<time_t>(timeout.count() / 1000),
-                static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
-  ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit));
-  ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof(limit));
-  std::string line = json::serialize(request) + "\n";
-  asio::write(socket, asio::buffer(line), ec);
-  asio::streambuf buffer(kMaxLine * 16);
-  if (!ec) asio::read_until(socket, buffer, '\n', ec);
-  if (ec) {
-    return Error::make(ErrorCode::kUnavailable, "the vpn daemon on {} did not answer: {}", path,
-                       ec.message());
-  }
-  std::string text(asio::buffers_begin(buffer.data()), asio::buffers_end(buffer.data()));
-  boost::system::error_code parse_error;
-  json::value reply = json::parse(text, parse_error);
-  if (parse_error || !reply.is_object()) {
-    return Error{ErrorCode::kInternal, "the vpn daemon's answer is not a JSON object"};
-  }
-  const json::value* ok_field = reply.get_object().if_contains("ok");
-  if (ok_field && ok_field->is_bool() && ok_field->get_bool()) return reply.get_object();
-  const json::value* message = reply.get_object().if_contains("error");
-  std::string why = message && message->is_string() ? std::string(message->get_string())
-                                                    : "the vpn daemon refused the request";
-  return Error{why.starts_with("permission denied") ? ErrorCode::kUnauthenticated
-                                                    : ErrorCode::kInvalidArgument,
-               why};
+  return unix_json::request(path, request, timeout, "the vpn daemon");
 }
 
 }  // namespace steward::vpn

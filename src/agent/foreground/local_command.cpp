@@ -1,6 +1,7 @@
 #include "agent/foreground/local_command.h"
 
 #include "core/log.h"
+#include "core/unix_json.h"
 
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/read_until.hpp>
@@ -24,8 +25,6 @@ using local = asio::local::stream_protocol;
 
 namespace {
 
-constexpr size_t kMaxRequest = 64 * 1024;
-
 // Reads and discards until the peer closes (bounded: the refusal is already sent).
 void drain(std::shared_ptr<local::socket> socket, int rounds = 16) {
   auto sink = std::make_shared<std::array<char, 4096>>();
@@ -33,10 +32,6 @@ void drain(std::shared_ptr<local::socket> socket, int rounds = 16) {
                           [socket, sink, rounds](boost::system::error_code ec, size_t) {
                             if (!ec && rounds > 0) drain(socket, rounds - 1);
                           });
-}
-
-json::object failure(std::string message) {
-  return json::object{{"ok", false}, {"error", std::move(message)}};
 }
 
 }  // namespace
@@ -77,31 +72,33 @@ bool LocalCommandServer::Impl::admitted(local::socket& socket) {
 }
 
 void LocalCommandServer::Impl::accept() {
-  acceptor.async_accept([self = shared_from_this()](boost::system::error_code ec,
-                                                    local::socket socket) {
-    if (ec == asio::error::operation_aborted || !self->acceptor.is_open()) return;
-    if (!ec && self->admitted(socket)) {
-      self->serve(std::make_shared<local::socket>(std::move(socket)));
-    } else if (!ec) {
-      auto turned_away = std::make_shared<local::socket>(std::move(socket));
-      auto answer = std::make_shared<std::string>(
-          json::serialize(failure("permission denied: this uid may not command the agent")) + "\n");
-      asio::async_write(*turned_away, asio::buffer(*answer),
-                        [turned_away, answer](boost::system::error_code, size_t) {
-                          // Closing with the request unread would reset the connection before
-                          // the peer reads the refusal: let the peer close first.
-                          boost::system::error_code ignored;
-                          turned_away->shutdown(local::socket::shutdown_send, ignored);
-                          drain(turned_away);
-                        });
-    }
-    self->accept();
-  });
+  acceptor.async_accept(
+      [self = shared_from_this()](boost::system::error_code ec, local::socket socket) {
+        if (ec == asio::error::operation_aborted || !self->acceptor.is_open()) return;
+        if (!ec && self->admitted(socket)) {
+          self->serve(std::make_shared<local::socket>(std::move(socket)));
+        } else if (!ec) {
+          auto turned_away = std::make_shared<local::socket>(std::move(socket));
+          auto answer = std::make_shared<std::string>(
+              json::serialize(
+                  unix_json::failure("permission denied: this uid may not command the agent")) +
+              "\n");
+          asio::async_write(*turned_away, asio::buffer(*answer),
+                            [turned_away, answer](boost::system::error_code, size_t) {
+                              // Closing with the request unread would reset the connection before
+                              // the peer reads the refusal: let the peer close first.
+                              boost::system::error_code ignored;
+                              turned_away->shutdown(local::socket::shutdown_send, ignored);
+                              drain(turned_away);
+                            });
+        }
+        self->accept();
+      });
 }
 
 // One request line, one answer line, then the next request on the same connection.
 void LocalCommandServer::Impl::serve(std::shared_ptr<local::socket> socket) {
-  auto buffer = std::make_shared<asio::streambuf>(kMaxRequest);
+  auto buffer = std::make_shared<asio::streambuf>(unix_json::kMaxLine);
   asio::async_read_until(
       *socket, *buffer, '\n',
       [self = shared_from_this(), socket, buffer](boost::system::error_code ec, size_t size) {
@@ -121,7 +118,7 @@ void LocalCommandServer::Impl::serve(std::shared_ptr<local::socket> socket) {
           });
         };
         if (parse_error || !request.is_object()) {
-          return respond(failure("request must be one JSON object per line"));
+          return respond(unix_json::failure("request must be one JSON object per line"));
         }
         self->handler(request.get_object(), respond);
       });
@@ -137,16 +134,7 @@ LocalCommandServer::~LocalCommandServer() {
 }
 
 Status LocalCommandServer::start() {
-  ::unlink(impl_->path.c_str());
-  boost::system::error_code ec;
-  local::endpoint endpoint(impl_->path);
-  impl_->acceptor.open(endpoint.protocol(), ec);
-  if (!ec) impl_->acceptor.bind(endpoint, ec);
-  if (!ec) ::chmod(impl_->path.c_str(), 0660);
-  if (!ec) impl_->acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    return Error::make(ErrorCode::kIo, "cannot listen on {}: {}", impl_->path, ec.message());
-  }
+  if (auto status = unix_json::listen(impl_->acceptor, impl_->path, 0660); !status) return status;
   impl_->accept();
   return ok();
 }
@@ -164,43 +152,7 @@ uint64_t LocalCommandServer::refused() const {
 
 Result<json::object> local_command(const std::string& path, const json::object& request,
                                    std::chrono::milliseconds timeout) {
-  asio::io_context io;
-  local::socket socket(io);
-  boost::system::error_code ec;
-  socket.connect(local::endpoint(path), ec);
-  if (ec) {
-    return Error::make(ErrorCode::kUnavailable, "cannot reach the agent at {}: {}", path,
-                       ec.message());
-  }
-  // Blocking I/O with a kernel-enforced deadline on both directions.
-  timeval limit{static_cast<time_t>(timeout.count() / 1000),
-                static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
-  ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit));
-  ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof(limit));
-  std::string line = json::serialize(request) + "\n";
-  asio::write(socket, asio::buffer(line), ec);
-  asio::streambuf buffer(kMaxRequest * 16);
-  if (!ec) asio::read_until(socket, buffer, '\n', ec);
-  if (ec) {
-    return Error::make(ErrorCode::kUnavailable, "agent at {} did not answer: {}", path,
-                       ec.message());
-  }
-  std::string text(asio::buffers_begin(buffer.data()), asio::buffers_end(buffer.data()));
-  boost::system::error_code parse_error;
-  json::value answer = json::parse(text, parse_error);
-  if (parse_error || !answer.is_object()) {
-    return Error{ErrorCode::kInternal, "the agent's answer is not a JSON object"};
-  }
-  const json::value* ok_field = answer.get_object().if_contains("ok");
-  if (!ok_field || !ok_field->is_bool() || !ok_field->get_bool()) {
-    const json::value* message = answer.get_object().if_contains("error");
-    std::string why = message && message->is_string() ? std::string(message->get_string())
-                                                      : "the agent refused the request";
-    ErrorCode code = why.starts_with("permission denied") ? ErrorCode::kUnauthenticated
-                                                          : ErrorCode::kInvalidArgument;
-    return Error{code, why};
-  }
-  return answer.get_object();
+  return unix_json::request(path, request, timeout, "the agent");
 }
 
 }  // namespace steward::agent
