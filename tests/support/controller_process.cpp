@@ -1,5 +1,7 @@
 #include "support/controller_process.h"
 
+#include "support/files.h"
+
 #include <fmt/format.h>
 
 #include <fcntl.h>
@@ -28,17 +30,6 @@ using Clock = std::chrono::steady_clock;
 
 constexpr auto kStopGrace = std::chrono::seconds(5);
 constexpr auto kPollStep = std::chrono::milliseconds(10);
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-void append_line(const std::string& path, const std::string& line) {
-  std::ofstream(path, std::ios::app) << line << "\n";
-}
 
 std::string binary_path() {
   return std::string(STEWARD_BINARY_DIR) + "/src/cli/steward";

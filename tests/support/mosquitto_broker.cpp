@@ -1,5 +1,7 @@
 #include "support/mosquitto_broker.h"
 
+#include "support/files.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -23,25 +25,6 @@ namespace {
 
 namespace fs = std::filesystem;
 constexpr auto kPollStep = std::chrono::milliseconds(5);
-
-Result<std::string> find_program(const std::string& name) {
-  if (name.find('/') != std::string::npos) return name;
-  std::string path = std::getenv("PATH") ? std::getenv("PATH") : "";
-  path += ":/usr/sbin:/sbin:/usr/bin:/bin";
-  std::istringstream dirs(path);
-  for (std::string dir; std::getline(dirs, dir, ':');) {
-    std::string candidate = dir + "/" + name;
-    if (!dir.empty() && ::access(candidate.c_str(), X_OK) == 0) return candidate;
-  }
-  return Error::make(ErrorCode::kNotFound, "program {} not found in PATH", name);
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 bool port_answers(uint16_t port) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);

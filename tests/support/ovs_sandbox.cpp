@@ -1,6 +1,7 @@
 #include "support/ovs_sandbox.h"
 
 #include "controller/southbound/ovsdb/message.h"
+#include "support/files.h"
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/write.hpp>
@@ -35,32 +36,6 @@ using Clock = std::chrono::steady_clock;
 constexpr auto kStartTimeout = std::chrono::seconds(10);
 constexpr auto kStopGrace = std::chrono::seconds(5);
 constexpr auto kPollStep = std::chrono::milliseconds(5);
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-std::string trim(std::string text) {
-  while (!text.empty() && (text.back() == '\n' || text.back() == ' '))
-    text.pop_back();
-  return text;
-}
-
-// PATH lookup done before fork(): the child may only make async-signal-safe calls.
-Result<std::string> find_program(const std::string& name) {
-  if (name.find('/') != std::string::npos) return name;
-  std::string path = std::getenv("PATH") ? std::getenv("PATH") : "";
-  path += ":/usr/sbin:/sbin:/usr/bin:/bin";
-  std::istringstream dirs(path);
-  for (std::string dir; std::getline(dirs, dir, ':');) {
-    std::string candidate = dir + "/" + name;
-    if (!dir.empty() && ::access(candidate.c_str(), X_OK) == 0) return candidate;
-  }
-  return Error::make(ErrorCode::kNotFound, "program {} not found in PATH", name);
-}
 
 // The environment of a child: ours, with `extra` ("KEY=value") replacing same-named entries.
 std::vector<std::string> child_environment(const std::vector<std::string>& extra) {

@@ -1,5 +1,6 @@
 #include "support/vpn_e2e.h"
 
+#include "support/files.h"
 #include "vpn/control.h"
 #include "vpn/steering/cgroup.h"
 
@@ -53,13 +54,6 @@ Status write_file(const std::string& path, const std::string& content, mode_t mo
   if (!out) return Error::make(ErrorCode::kIo, "cannot write {}", path);
   ::chmod(path.c_str(), mode);
   return ok();
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
 }
 
 // Waits until something in namespace `ns` listens on `port` (`proto` "t" or "u").

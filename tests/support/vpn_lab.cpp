@@ -1,5 +1,7 @@
 #include "support/vpn_lab.h"
 
+#include "support/files.h"
+
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -51,13 +53,6 @@ Status write_file(const std::string& path, const std::string& content) {
   out.close();
   if (!out) return Error::make(ErrorCode::kIo, "cannot write {}", path);
   return ok();
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
 }
 
 }  // namespace
