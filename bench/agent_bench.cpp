@@ -1,6 +1,7 @@
 // Benchmark of the agent (issue 4), with its floors, in one run on this machine:
 //   1. publish -> `applied` report for the foreground OS, through a local Mosquitto, against the
-//      floor: a minimal client that only echoes each message back through the same broker;
+//      floor: a minimal client that only echoes each message back through the same broker, the
+//      messages published as the instructions are (retained, QoS 1, one topic each, confirmed);
 //   2. replay of N stored instructions on a foreground switch (no-op executor), against the
 //      floor: the same number of durable SQLite commits with no agent logic.
 // It checks that no instruction was lost or repeated, prints the figures and writes them to the
@@ -43,7 +44,11 @@ namespace json = boost::json;
 namespace fs = std::filesystem;
 using Steady = std::chrono::steady_clock;
 
+// The floor's messages travel like instructions: one retained QoS 1 message per topic under
+// kEchoIn, each published and confirmed (PUBACK) as `steward agent send` does; the echo is a
+// QoS 1 message on one topic, like a status report.
 constexpr const char* kEchoIn = "bench/echo/in";
+constexpr const char* kEchoInFilter = "bench/echo/in/+";
 constexpr const char* kEchoOut = "bench/echo/out";
 
 [[noreturn]] void die(const std::string& message) {
@@ -133,7 +138,7 @@ int run_echo(const std::string& uri) {
     raw->publish(kEchoOut, payload, 1, false, nullptr);
   });
   need(client->connect(), "echo connect");
-  need(client->subscribe(kEchoIn, 1, 5s), "echo subscribe");
+  need(client->subscribe(kEchoInFilter, 1, 5s), "echo subscribe");
   std::fputs("ready\n", stdout);
   std::fflush(stdout);
   while (true)
@@ -150,7 +155,8 @@ struct Options {
   std::string write;
 };
 
-// 1a. The floor: publish -> echo through the broker, closed loop, same QoS and size.
+// 1a. The floor: publish -> echo through the broker, closed loop, same QoS, retain flag, topic
+// shape and size as the instructions.
 Percentiles echo_floor(testing::MosquittoBroker& broker, const std::string& dir,
                        size_t payload_size, int messages) {
   auto echo =
@@ -169,7 +175,8 @@ Percentiles echo_floor(testing::MosquittoBroker& broker, const std::string& dir,
     std::string key = fmt::format("e{}", i);
     std::string payload = key + " " + std::string(payload_size, 'x');
     auto start = Steady::now();
-    client->publish(kEchoIn, payload, 1, false, nullptr);
+    need(client->publish_wait(fmt::format("{}/{}", kEchoIn, key), payload, 1, true, 10s),
+         "floor publish");
     auto arrived = arrivals.wait(key, 10s);
     if (!arrived) die("echo lost " + key + ": " + echo->log_tail());
     if (i >= 0)
@@ -365,7 +372,10 @@ int main(int argc, char** argv) {
       "## Agent\n\nMeasured by `bench/agent_bench.cpp` (`build/bench/steward-bench-agent "
       "--messages {} --replay {}{}`) on this machine ({} cores, load average {} at the start, "
       "shared with other builds), {}. A local Mosquitto on loopback, the agent as its own process "
-      "with the no-op executor and signed instructions, the floors in the same run.\n\n",
+      "with the no-op executor and signed instructions, the floors in the same run. The floor's "
+      "messages are published as the instructions are (retained, QoS 1, one topic each, the "
+      "next one after the broker confirmed this one) and echoed as QoS 1 messages, like the "
+      "reports.\n\n",
       options.messages, options.replay, options.write.empty() ? "" : " --write " + options.write,
       std::thread::hardware_concurrency(), load, when);
   section += "| path | p50 | p90 | p99 | max |\n|---|---|---|---|---|\n";

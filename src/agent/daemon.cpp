@@ -82,6 +82,7 @@ class Agent {
   void receive(const std::string& topic, const std::string& payload);
   void announce(std::optional<std::string> system, std::function<void()> applied);
   void schedule_pump();
+  void pump_if_scheduled();
   void pump_outbox();
   void acknowledged(int64_t key, bool delivered);
   json::object status_json();
@@ -333,6 +334,9 @@ void Agent::receive(const std::string& topic, const std::string& payload) {
                   status.error().message);
       return;
     }
+    // The report goes to Paho before the clearing: the server waits for the one, nobody for
+    // the other, and Paho sends in the order it is handed messages.
+    pump_if_scheduled();
     if (!instruction_of_topic(topic).empty()) mqtt_->publish(topic, "", kQos, true, nullptr);
   });
 }
@@ -341,10 +345,14 @@ void Agent::receive(const std::string& topic, const std::string& payload) {
 void Agent::schedule_pump() {
   if (pump_scheduled_) return;
   pump_scheduled_ = true;
-  on_gate([this] {
-    pump_scheduled_ = false;
-    pump_outbox();
-  });
+  on_gate([this] { pump_if_scheduled(); });
+}
+
+// On the gate's thread: the scheduled pump now rather than after the work queued before it.
+void Agent::pump_if_scheduled() {
+  if (!pump_scheduled_) return;
+  pump_scheduled_ = false;
+  pump_outbox();
 }
 
 // Hands Paho the outbox reports it has not had yet, oldest first, a batch at a time; the next
