@@ -23,6 +23,7 @@ def _die_with_parent():
 class Processes:
     def __init__(self):
         self._running = {}  # pid -> (name, Popen)
+        self.switch_cpus = None  # CPUs of the switches' servers (None: wherever the driver runs)
 
     def spawn(self, name, argv, log_path, env=None, stdin_path=None):
         """Starts argv with its output appended to log_path; stdin is stdin_path's content
@@ -31,6 +32,8 @@ class Processes:
             child = subprocess.Popen(argv, stdin=stdin, stdout=log, stderr=log,
                                      env=env, preexec_fn=_die_with_parent, close_fds=True)
         self._running[child.pid] = (name, child)
+        if self.switch_cpus and name.startswith("ovsdb-server"):
+            os.sched_setaffinity(child.pid, self.switch_cpus)
         return child
 
     def alive(self, child):

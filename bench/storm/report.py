@@ -144,10 +144,44 @@ def _step_means(metrics):
     return "; ".join(parts) if parts else "not reported"
 
 
-def render(args, results):
+LAYOUTS = {
+    "split": "switches on their own core (as on other hosts): the four ovsdb-servers on core 1; "
+             "the controller side (Steward's daemon and load generator, the Python agent, the "
+             "floor client, ovs-vsctl) on core 0",
+    "shared": "shared cores: every process on both cores, scheduled by the kernel",
+}
+
+
+def _layout_rows(layout, results):
+    return [
+        _row("Steward ({})".format(layout), results["steward"]),
+        _row("Python IDL agent ({})".format(layout), results["idl"]),
+        _row("floor ({})".format(layout), results["floor"]),
+    ]
+
+
+def render(args, by_layout):
+    layouts = list(by_layout)
+    results = by_layout[layouts[0]]
+    others = layouts[1:]
     m, idle, vs = results["machine"], results["idle"], results["vsctl"]
     s = median_round(results["steward"])
     met = targets(results)
+    for layout in others:
+        met += [(t + " ({} layout)".format(layout), r, v, ok)
+                for t, r, v, ok in targets(by_layout[layout]) if "ovs-vsctl" not in t]
+    if len(layouts) > 1:
+        met = [(t + " ({} layout)".format(layouts[0]) if "layout)" not in t else t, r, v, ok)
+               for t, r, v, ok in met]
+    tag = " ({})".format(layouts[0]) if others else ""
+    layout_lines = ["CPU layout: {}.".format(LAYOUTS[layouts[0]])]
+    if others:
+        layout_lines = [
+            "The switches stand for other hosts, so the run measures two CPU layouts, rounds "
+            "interleaved: **{}** ({}), and **{}** ({}). The first part of each table is the {} "
+            "layout; the {} layout follows it.".format(
+                layouts[0], LAYOUTS[layouts[0]], others[0], LAYOUTS[others[0]], layouts[0],
+                others[0])]
     lines = [
         SECTION, "",
         "Host evacuation on real Open vSwitch databases (`ovsdb-server`, vswitch schema, bridge "
@@ -165,28 +199,35 @@ def render(args, results):
         "a fresh controller and fresh switches); the table shows each one's median round, with "
         "the rate of every round in brackets.".format(args.rounds),
         "",
+    ] + layout_lines + [
+        "",
         "| system | migrations | wall s | migrations/s | target committed p50 / p99 ms "
         "| source cleaned p50 / p99 ms |",
         "|---|---|---|---|---|---|",
-        _row("Steward (HTTP API, {} keep-alive connections)".format(args.connections),
+        _row("Steward (HTTP API, {} keep-alive connections){}".format(args.connections, tag),
              results["steward"]),
         _row("ovs-vsctl, one process per step, {} workers ({} of {} migrations, {} calls)".format(
             vs["workers"], vs["count"], s["count"], vs["calls"]), [vs]),
-        _row("Python IDL agent, commit_block per step", results["idl"]),
-        _row("floor: Steward's transactions pipelined, no controller", results["floor"]),
-        "| Steward idle, single migrations one at a time | {} | - | - | {:.2f} / {:.2f} | "
+        _row("Python IDL agent, commit_block per step" + tag, results["idl"]),
+        _row("floor: Steward's transactions pipelined, no controller" + tag, results["floor"]),
+        "| Steward idle, single migrations one at a time" + tag + " | {} | - | - | {:.2f} / {:.2f} | "
         "{:.2f} / {:.2f} |".format(idle["count"], idle["target_p50"], idle["target_p99"],
                                    idle["source_p50"], idle["source_p99"]),
+    ] + [row for layout in others for row in _layout_rows(layout, by_layout[layout])] + [
         "",
         "CPU time per migration (user + system, from `/proc` and `getrusage`), which depends "
         "less on what else the machine runs than the rates do:",
         "",
         "| system | CPU ms per migration |",
         "|---|---|",
-    ] + [_cpu_row(name, median_round(results[key]) if isinstance(results[key], list)
+    ] + [_cpu_row(name + (tag if key != "vsctl" else ""),
+                  median_round(results[key]) if isinstance(results[key], list)
                   else results[key]) for name, key in (
         ("Steward", "steward"), ("ovs-vsctl", "vsctl"), ("Python IDL", "idl"),
         ("floor", "floor"))] + [
+        _cpu_row("{} ({})".format(name, layout), median_round(by_layout[layout][key]))
+        for layout in others for name, key in (
+            ("Steward", "steward"), ("Python IDL", "idl"), ("floor", "floor"))] + [
         "",
     ] + target_lines("issue 2", met) + [""]
     lines += [
@@ -225,8 +266,13 @@ def render(args, results):
         "their columns, keeps an index on Port.name and runs the migrations one after the "
         "other, each step committed with `commit_block`.",
         "- The floor (`bench/floor_client.cpp`) builds every transaction beforehand with "
-        "Steward's own builder (`ovsdb::plan_install` / `plan_remove`), sends all installs at "
-        "once on one unix-socket connection per switch and each remove as soon as its install "
-        "is confirmed, and checks every reply as Steward does.",
+        "Steward's own builder (`ovsdb::plan_install` / `plan_remove`), pipelines the installs "
+        "on one unix-socket connection per switch and sends each remove as soon as its install "
+        "is confirmed, and checks every reply as Steward does. Each round runs it with {} "
+        "installs in flight, each on fresh switches, and keeps the fastest (the median round's "
+        "came from {}).".format(
+            ", ".join(str(w) if w else "all" for w in args.floor_windows),
+            "all at once" if not median_round(results["floor"]).get("window")
+            else "{} in flight".format(median_round(results["floor"])["window"])),
     ]
     return "\n".join(lines) + "\n"
