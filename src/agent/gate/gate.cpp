@@ -403,8 +403,13 @@ Status Gate::finish(const Instruction& instruction, ReportStatus status, std::st
                     const Outcome* outcome, const Instruction* mark_next) {
   sqlite::Transaction transaction(store_.db());
   if (!transaction.begun()) return transaction.begun();
-  // Its id is in `seen` since it was accepted; the fate itself travels in the report.
-  if (auto removed = store_.remove(instruction.id); !removed) return removed;
+  // Its id is in `seen` since it was accepted; the fate itself travels in the report. In a
+  // replay the row is marked done next to the one marked executing (one page rewritten, the
+  // rows purged in bulk afterwards); alone, it is deleted, so that done rows never pile up
+  // under a stream of instructions for the foreground OS.
+  if (auto removed = mark_next ? store_.remove(instruction.id) : store_.erase(instruction.id);
+      !removed)
+    return removed;
   if (instruction.is_setting()) {
     if (auto updated = store_.set_setting_state(instruction.target, instruction.type,
                                                 instruction.id, setting_state(status));

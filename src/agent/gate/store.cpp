@@ -220,6 +220,13 @@ Status InstructionStore::remove(const std::string& id) {
   return statement->run();
 }
 
+Status InstructionStore::erase(const std::string& id) {
+  auto statement = db_->prepare_cached("DELETE FROM queue WHERE id = ?1");
+  if (!statement) return statement.error();
+  statement->bind(1, id);
+  return statement->run();
+}
+
 Status InstructionStore::purge_done() {
   return db_->exec("DELETE FROM queue WHERE state = 'done'");
 }

@@ -68,6 +68,9 @@ class InstructionStore {
   Status set_state(const std::string& id, StoredState state);
   // Marks the instruction done: it no longer counts as stored. purge_done() deletes such rows.
   Status remove(const std::string& id);
+  // Deletes the instruction's row at once (an instruction that ran on arrival: no neighbour
+  // shares its commit, and done rows left behind would slow every later has_stored()).
+  Status erase(const std::string& id);
   Status purge_done();
   Status mark_seen(const std::string& id, const std::string& target, ReportStatus status,
                    int64_t at_ms);
