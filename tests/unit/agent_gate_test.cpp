@@ -138,6 +138,18 @@ TEST_F(GateTest, InstructionForTheForegroundOsRunsAtOnceAndReportsApplied) {
   EXPECT_EQ(stored_count(), 0u);
 }
 
+TEST_F(GateTest, InstructionsRunOnArrivalLeaveNoRowBehindInTheQueue) {
+  switch_to("work");
+  for (int i = 1; i <= 50; ++i)
+    deliver(make("a" + std::to_string(i), "work", i));
+  EXPECT_EQ(executions_.size(), 50u);
+  // Not even rows marked done: every later message would walk over them (has_stored()).
+  auto rows = store_->db().prepare("SELECT count(*) FROM queue");
+  ASSERT_TRUE(rows);
+  ASSERT_TRUE(rows->step());
+  EXPECT_EQ(rows->integer(0), 0);
+}
+
 TEST_F(GateTest, InstructionForABackgroundOsWaitsAndRunsOnceWhenItComesToTheForeground) {
   switch_to("personal");
   deliver(make("a1", "work", 1));
