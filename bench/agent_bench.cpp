@@ -292,7 +292,7 @@ void write_section(const std::string& path, const std::string& section) {
   } else {
     size_t end = text.find("\n## ", start + 1);
     text = text.substr(0, start + 1) + section +
-           (end == std::string::npos ? "" : text.substr(end + 1));
+           (end == std::string::npos ? "" : "\n" + text.substr(end + 1));
   }
   std::ofstream(path) << text;
 }
