@@ -71,9 +71,12 @@ void print_report(const Report& report, bool as_json) {
 }
 
 // Reports of one terminal as they arrive, for `status` and `send --wait`.
+// One connection to the broker that collects a terminal's reports (when `subscribe`) and also
+// publishes: a second Paho client in the same process waits seconds for its CONNACK (Paho C
+// serves every client from one receive thread, which notices a new socket late).
 class ReportWatch {
  public:
-  Status open(BrokerOptions options, const std::string& terminal) {
+  Status open(BrokerOptions options, const std::string& terminal, bool subscribe = true) {
     auto client = MqttClient::create(std::move(options));
     if (!client) return client.error();
     client_ = std::move(*client);
@@ -85,8 +88,10 @@ class ReportWatch {
       changed_.notify_all();
     });
     if (auto status = client_->connect(); !status) return status;
+    if (!subscribe) return ok();
     return client_->subscribe(status_topic(terminal), 1, std::chrono::seconds(10));
   }
+  MqttClient& client() { return *client_; }
   // Waits until `done` holds for the reports so far, or the deadline.
   std::vector<Report> wait(std::chrono::milliseconds timeout,
                            const std::function<bool(const std::vector<Report>&)>& done) {
@@ -178,16 +183,13 @@ int send(const SendFlags& flags) {
 
   // Watch the reports first, so that a quick answer is not missed.
   ReportWatch watch;
-  if (flags.wait_ms > 0) {
-    if (auto status = watch.open(flags.broker.options, instruction->terminal); !status)
-      return fail(status.error().message);
-  }
-  auto sender = MqttClient::create(flags.broker.options);
-  if (!sender) return fail(sender.error().message);
-  if (auto status = (*sender)->connect(); !status) return fail(status.error().message);
+  if (auto status = watch.open(flags.broker.options, instruction->terminal, flags.wait_ms > 0);
+      !status)
+    return fail(status.error().message);
   // Retained on its own topic: the agent clears it once stored (see docs/agent.md).
-  auto published = (*sender)->publish_wait(control_topic(instruction->terminal, instruction->id),
-                                           *sealed, 1, true, std::chrono::seconds(10));
+  auto published =
+      watch.client().publish_wait(control_topic(instruction->terminal, instruction->id), *sealed, 1,
+                                  true, std::chrono::seconds(10));
   if (!published) return fail(published.error().message);
   if (!flags.json)
     fmt::print("sent {} to {} on {}\n", instruction->id, instruction->target,
