@@ -247,6 +247,15 @@ Status Daemon::start() {
       "connecting gateway={} user={} instance={}", url->to_string(),
       secrets_.credentials.username.empty() ? "<certificate>" : secrets_.credentials.username,
       config_.instance);
+  if (config_.admit_all) {
+    // Loud on purpose: this mode gives up what Steward is for.
+    log_->warn(
+        "per-process admission is OFF (admit_all): every local process's traffic toward the "
+        "intranet goes through the tunnel; it is still refused locally while the tunnel is down");
+    fmt::print(stderr,
+               "steward: vpn: per-process admission is off (admit_all): every process on this "
+               "machine reaches the intranet\n");
+  }
   session_->start();
   return ok();
 }
@@ -321,7 +330,11 @@ Status Daemon::steer(const TunnelConfig& tunnel) {
     auto started = Steering::start(options, *plan);
     if (!started) return started.error();
     steering_ = std::move(*started);
-    flow_check_.emplace(steering_->cgroup().id(), clock_, config_.flow_ttl);
+    if (config_.admit_all) {
+      flow_check_.emplace(FlowCheck::admitting_everything(clock_));
+    } else {
+      flow_check_.emplace(steering_->cgroup().id(), clock_, config_.flow_ttl);
+    }
     if (!config_.exec_rules.empty()) {
       auto watcher =
           start_exec_watcher(steering_->cgroup(), config_.exec_rules, config_.exec_rules_netns,
@@ -401,6 +414,7 @@ void Daemon::read_tun() {
 
 bool Daemon::pass_flow_check(std::span<const uint8_t> packet) {
   if (!flow_check_) return false;
+  if (flow_check_->admits_everything()) return true;
   if (auto decided = fragments_.later_fragment(packet)) {
     if (!*decided) fragment_drops_++;
     return *decided;
@@ -551,6 +565,7 @@ json::object Daemon::status() const {
                    {"instance", config_.instance},
                    {"tun", config_.tun_name},
                    {"tunnel_up", steering_ && steering_->tunnel_up()},
+                   {"admit_all", config_.admit_all},
                    {"data_channel", std::string(cstp::to_string(session_->data_channel()))},
                    {"mtu", tunnel.mtu},
                    {"default_domain", tunnel.default_domain},
