@@ -37,6 +37,9 @@ using cstp::SessionState;
 
 namespace {
 
+// Packets read from the TUN per wakeup before the loop gives other work a turn.
+constexpr int kTunBatch = 64;
+
 json::array prefixes_json(const std::vector<Prefix>& prefixes) {
   json::array out;
   for (const auto& prefix : prefixes)
@@ -122,6 +125,8 @@ class Daemon {
   Status open_tun(const TunnelConfig& tunnel);
   void close_tun();
   void read_tun();
+  bool drain_tun();  // false when the TUN failed (the daemon is then stopping)
+  void forward_from_tun(std::span<const uint8_t> packet);
   bool pass_flow_check(std::span<const uint8_t> packet);
   void watch_exec_rules();
   void fail_kernel(const Error& error);
@@ -377,6 +382,9 @@ Status Daemon::open_tun(const TunnelConfig& tunnel) {
   }
   tun_address_ = tunnel.address;
   tun_stream_.emplace(io_, ::dup(tun_->fd()));
+  boost::system::error_code ec;
+  tun_stream_->non_blocking(true, ec);
+  if (ec) return Error::make(ErrorCode::kIo, "tun device {}: {}", config_.tun_name, ec.message());
   read_tun();
   return ok();
 }
@@ -406,10 +414,33 @@ void Daemon::read_tun() {
       log_->error("tun read failed: {}", ec.message());
       return fail_kernel(Error::make(ErrorCode::kIo, "tun {}: {}", config_.tun_name, ec.message()));
     }
-    std::span<const uint8_t> packet(tun_buffer_.data(), size);
-    if (pass_flow_check(packet) && !session_->send(packet)) send_failures_++;
+    forward_from_tun(std::span<const uint8_t>(tun_buffer_.data(), size));
+    // Whatever else the kernel queued goes in the same turn (the descriptor is non-blocking):
+    // the session then sends the whole batch at once.
+    if (!drain_tun()) return;
     read_tun();
   });
+}
+
+bool Daemon::drain_tun() {
+  for (int count = 1; count < kTunBatch; ++count) {
+    ssize_t size = ::read(tun_stream_->native_handle(), tun_buffer_.data(), tun_buffer_.size());
+    if (size > 0) {
+      forward_from_tun(std::span<const uint8_t>(tun_buffer_.data(), static_cast<size_t>(size)));
+      continue;
+    }
+    if (size < 0 && errno == EINTR) continue;
+    if (size < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+    std::string why = size == 0 ? "end of file" : std::strerror(errno);
+    log_->error("tun read failed: {}", why);
+    fail_kernel(Error::make(ErrorCode::kIo, "tun {}: {}", config_.tun_name, why));
+    return false;
+  }
+  return true;
+}
+
+void Daemon::forward_from_tun(std::span<const uint8_t> packet) {
+  if (pass_flow_check(packet) && !session_->send(packet)) send_failures_++;
 }
 
 bool Daemon::pass_flow_check(std::span<const uint8_t> packet) {

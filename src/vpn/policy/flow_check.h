@@ -5,6 +5,7 @@
 #pragma once
 
 #include "core/clock.h"
+#include "core/log.h"
 #include "core/result.h"
 
 #include <boost/asio/ip/address.hpp>
@@ -13,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -95,6 +97,7 @@ class FlowCheck {
   std::chrono::steady_clock::time_point last_expiry_{};
   uint64_t lookups_ = 0;
   uint64_t dropped_ = 0;
+  std::shared_ptr<spdlog::logger> logger_;  // looked up once: check() runs per packet
 };
 
 }  // namespace steward::vpn
