@@ -11,6 +11,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -18,6 +19,7 @@
 #include <openssl/rand.h>
 
 #include <atomic>
+#include <cstring>
 #include <variant>
 
 namespace steward::vpn::cstp {
@@ -112,7 +114,9 @@ struct Session::Impl : std::enable_shared_from_this<Impl> {
   std::unique_ptr<TlsPipe> pipe;
   std::unique_ptr<DtlsChannel> dtls;
   bool dtls_up = false;
-  std::vector<uint8_t> pending;  // CSTP frames waiting for the writer
+  bool dtls_flush_posted = false;
+  std::vector<uint8_t> dtls_datagram;  // the frame being queued, reused
+  std::vector<uint8_t> pending;        // CSTP frames waiting for the writer
   asio::steady_timer writer_wake;
   asio::steady_timer stop_signal;
   asio::steady_timer backoff_timer;
@@ -180,13 +184,12 @@ struct Session::Impl : std::enable_shared_from_this<Impl> {
                          packet.size(), config.mtu);
     }
     if (dtls_up) {
-      auto datagram = encode_dtls_frame(FrameType::kData, packet);
-      if (dtls->send(datagram)) {
+      if (send_dtls(FrameType::kData, packet)) {
         counters.dtls.tx_packets++;
         counters.dtls.tx_bytes += packet.size();
         return ok();
       }
-      // A full socket buffer: this packet takes the TLS stream instead.
+      // The socket has not taken the earlier ones: this packet takes the TLS stream instead.
     }
     if (pending.size() > kMaxPendingBytes) {
       counters.dropped_congested++;
@@ -196,6 +199,25 @@ struct Session::Impl : std::enable_shared_from_this<Impl> {
     counters.cstp.tx_packets++;
     counters.cstp.tx_bytes += packet.size();
     return ok();
+  }
+
+  // Queues one DTLS datagram. Everything queued in this turn of the loop (a batch read from
+  // the TUN) leaves together, in one sendmmsg(), once the turn is over.
+  Status send_dtls(FrameType type, std::span<const uint8_t> payload) {
+    dtls_datagram.resize(1 + payload.size());
+    dtls_datagram[0] = static_cast<uint8_t>(type);
+    if (!payload.empty()) std::memcpy(&dtls_datagram[1], payload.data(), payload.size());
+    auto queued = dtls->send(dtls_datagram);
+    if (queued && !dtls_flush_posted) {
+      dtls_flush_posted = true;
+      asio::post(io, [weak = weak_from_this()] {
+        auto self = weak.lock();
+        if (!self) return;
+        self->dtls_flush_posted = false;
+        if (self->dtls) self->dtls->flush();
+      });
+    }
+    return queued;
   }
 
   // ---- the session's life: login, tunnels, reconnects
@@ -479,7 +501,7 @@ struct Session::Impl : std::enable_shared_from_this<Impl> {
         break;
       case FrameType::kDpdRequest:
         if (from_dtls && dtls_up) {
-          (void)dtls->send(encode_dtls_frame(FrameType::kDpdResponse, frame.payload));
+          (void)send_dtls(FrameType::kDpdResponse, frame.payload);
         } else {
           queue_frame(FrameType::kDpdResponse, frame.payload);
         }
@@ -597,7 +619,7 @@ struct Session::Impl : std::enable_shared_from_this<Impl> {
       return;
     }
     if (now - last_dtls_rx >= dpd && now - last_dtls_dpd_tx >= dpd) {
-      (void)dtls->send(encode_dtls_frame(FrameType::kDpdRequest));
+      (void)send_dtls(FrameType::kDpdRequest, {});
       counters.dpd_requests_sent++;
       last_dtls_dpd_tx = now;
     }
