@@ -39,6 +39,9 @@ namespace {
 
 // Packets read from the TUN per wakeup before the loop gives other work a turn.
 constexpr int kTunBatch = 64;
+// How long GRO may hold a packet written to the TUN for the next segments of its TCP stream
+// (tun_device.h). A segment with PSH, as interactive traffic sends, goes on at once.
+constexpr uint64_t kTunGroFlushTimeoutNs = 50'000;
 
 json::array prefixes_json(const std::vector<Prefix>& prefixes) {
   json::array out;
@@ -381,6 +384,10 @@ Status Daemon::open_tun(const TunnelConfig& tunnel) {
     return configured.error().wrap("tun device " + config_.tun_name);
   }
   tun_address_ = tunnel.address;
+  if (auto coalescing = tun_->set_gro_flush_timeout(kTunGroFlushTimeoutNs); !coalescing) {
+    log_->info("tun={} packets reach the stack one by one: {}", config_.tun_name,
+               coalescing.error().message);
+  }
   tun_stream_.emplace(io_, ::dup(tun_->fd()));
   boost::system::error_code ec;
   tun_stream_->non_blocking(true, ec);
