@@ -41,6 +41,9 @@ TEST(SteeringPlan, NoSplitIncludeMeansEverythingIncludingIpv6) {
   ASSERT_TRUE(plan);
   EXPECT_TRUE(has(plan->intranet, "0.0.0.0/0"));
   EXPECT_TRUE(has(plan->intranet, "::/0"));
+  // Loopback stays local even when everything else is intranet.
+  EXPECT_TRUE(has(plan->exclude, "127.0.0.0/8"));
+  EXPECT_TRUE(has(plan->exclude, "::1/128"));
 }
 
 TEST(SteeringPlan, RefusesATunnelWithoutAddressOrAnExcludedDnsServer) {

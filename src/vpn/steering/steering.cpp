@@ -176,6 +176,11 @@ Result<SteeringPlan> SteeringPlan::from(const TunnelConfig& config,
     add_unique(plan.intranet, host_prefix(server));
   if (!config.dns.empty()) plan.dns = config.dns.front();
 
+  // Loopback never leaves the machine: the local routing table answers it before Steward's
+  // rule, and the exclusion keeps the nft chains off it too (a full-tunnel gateway makes every
+  // other destination intranet).
+  add_unique(plan.exclude, *Prefix::parse("127.0.0.0/8"));
+  add_unique(plan.exclude, *Prefix::parse("::1/128"));
   for (const auto& gateway : gateways)
     add_unique(plan.exclude, host_prefix(gateway));
   for (const auto& prefix : config.split_exclude)
