@@ -10,7 +10,7 @@ SECTION = "## VPN"
 
 NAMES = {"openconnect": "openconnect 9.01 + vpnc-script",
          "steward": "Steward, only the measured process admitted (`steward vpn run --`)",
-         "steward-all": "Steward admitting everything",
+         "steward-all": "Steward admitting everything (`steward vpn connect --admit-all`)",
          "steward-session": "Steward, the measured command's shell admitted by PID "
                             "(`steward vpn admit`)"}
 SHORT = {"openconnect": "openconnect", "steward": "Steward (`run`)",
@@ -31,6 +31,11 @@ SESSION_NOTE = (
     "command. Its packets take the same path as those of `steward vpn run` (admitted cgroup, "
     "nft mark, policy routing, flow check), so the cost of per-process admission against none "
     "is not measured.")
+ALL_NOTE = (
+    "\"Admitting everything\": `steward vpn connect --admit-all` (per-process admission off: no "
+    "cgroup match in the nft rules, no flow check on the TUN); the measured commands run "
+    "directly in the client namespace, not through `steward vpn run`. The cost of per-process "
+    "admission compares the `run` row with this one, same channel, same direction.")
 HOW = [
     "Each round runs, over CSTP only and then with DTLS, every system one after the other on a "
     "fresh connection: connect, iperf3 up, iperf3 down, UDP round trips, disconnect. Only one "
@@ -256,6 +261,8 @@ def render(args, results):
     notes = list(results.get("notes", [])) + failure_notes(results)
     if "steward-session" in systems:
         notes.insert(0, SESSION_NOTE)
+    if "steward-all" in systems:
+        notes.insert(0, ALL_NOTE)
     lines += [""] + ["- " + note for note in notes]
     return "\n".join(lines).rstrip("\n") + "\n"
 

@@ -58,6 +58,7 @@ struct ConnectFlags {
   int status_port = -1;
   bool background = false;
   bool no_dtls = false;
+  bool admit_all = false;
 };
 
 Result<vpn::VpnConfig> connect_config(const ConnectFlags& flags) {
@@ -90,6 +91,7 @@ Result<vpn::VpnConfig> connect_config(const ConnectFlags& flags) {
   }
   if (flags.status_port >= 0) config.status_port = static_cast<uint16_t>(flags.status_port);
   if (flags.no_dtls) config.dtls = false;
+  if (flags.admit_all) config.admit_all = true;
   if (auto valid = vpn::validate(config); !valid) return valid.error();
   return config;
 }
@@ -184,6 +186,8 @@ void add_connect(CLI::App& vpn, std::function<int()>& action) {
   command->add_option("--port-file", flags->port_file, "Write the bound status port here");
   command->add_option("--log-level", flags->log_level, "debug, info, warn or error");
   command->add_flag("--no-dtls", flags->no_dtls, "Carry data over the TLS channel only");
+  command->add_flag("--admit-all", flags->admit_all,
+                    "Per-process admission off: tunnel every process's intranet traffic");
   command->add_flag("--background", flags->background,
                     "Detach once the tunnel is up (logs go to --log-file)");
   command->add_option("--log-file", flags->log_file,
@@ -316,6 +320,10 @@ void print_status(const json::object& status) {
              number(status, "reconnects"), number(status, "reauthentications"),
              number(status, "address_changes"));
   fmt::print("flow check:   {} dropped\n", number(status.at("flow_check").as_object(), "drops"));
+  const auto* admit_all = status.if_contains("admit_all");
+  if (admit_all && admit_all->is_bool() && admit_all->get_bool()) {
+    fmt::print("admission:    off, every process's intranet traffic is tunnelled (admit_all)\n");
+  }
   const auto& admitted = status.at("admitted").as_array();
   fmt::print("admitted:     {} process(es)\n", admitted.size());
   for (const auto& process : admitted) {

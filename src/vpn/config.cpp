@@ -65,6 +65,7 @@ Status read_strings(const toml::table& table, VpnConfig& config) {
   text("exec_rules_netns", config.exec_rules_netns);
   config.dtls = table["dtls"].value_or(config.dtls);
   config.ipv6 = table["ipv6"].value_or(config.ipv6);
+  config.admit_all = table["admit_all"].value_or(config.admit_all);
   return ok();
 }
 
@@ -94,6 +95,7 @@ Status read_vpn(const toml::table& table, VpnConfig& config, const std::string& 
                                               "cgroup2_fallback_mount",
                                               "exec_rules",
                                               "exec_rules_netns",
+                                              "admit_all",
                                               "reconnect_min_ms",
                                               "reconnect_max_ms",
                                               "reconnect_timeout_s",
@@ -101,6 +103,10 @@ Status read_vpn(const toml::table& table, VpnConfig& config, const std::string& 
                                               "flow_ttl_s"};
   if (auto status = only_known(table, known, "vpn", path); !status) return status;
   if (auto status = read_strings(table, config); !status) return status;
+  // A quoted "false" must not pass for the default: this key turns per-process admission off.
+  if (table.contains("admit_all") && !table["admit_all"].is_boolean()) {
+    return invalid(path, "vpn.admit_all must be true or false");
+  }
   for (auto status : {read_number(table, "status_port", config.status_port, 65535, path),
                       read_number(table, "table", config.table, 0x7fffffff, path),
                       read_number(table, "rule_priority", config.rule_priority, 32765, path),
@@ -149,6 +155,7 @@ SteeringOptions VpnConfig::steering_options() const {
   options.nft_table = nft_table;
   options.cgroup_path = cgroup_path;
   options.cgroup2_fallback_mount = cgroup2_fallback_mount;
+  options.admit_all = admit_all;
   return options;
 }
 

@@ -47,6 +47,10 @@ struct VpnConfig {
   std::string cgroup_path = "steward-vpn/admitted";
   std::string cgroup2_fallback_mount = "/run/steward-vpn/cgroup2";
   std::vector<std::string> exec_rules;  // executables admitted when they start
+  // Per-process admission off: every local process's traffic toward the intranet goes through
+  // the tunnel (still refused locally while the tunnel is down). For comparisons and for
+  // machines where the whole host is meant to be on the intranet.
+  bool admit_all = false;
   // Where the proc connector works (the initial network namespace), entered to watch execs
   // when the daemon itself runs in another network namespace.
   std::string exec_rules_netns = "/proc/1/ns/net";

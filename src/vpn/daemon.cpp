@@ -37,6 +37,12 @@ using cstp::SessionState;
 
 namespace {
 
+// Packets read from the TUN per wakeup before the loop gives other work a turn.
+constexpr int kTunBatch = 64;
+// How long GRO may hold a packet written to the TUN for the next segments of its TCP stream
+// (tun_device.h). A segment with PSH, as interactive traffic sends, goes on at once.
+constexpr uint64_t kTunGroFlushTimeoutNs = 50'000;
+
 json::array prefixes_json(const std::vector<Prefix>& prefixes) {
   json::array out;
   for (const auto& prefix : prefixes)
@@ -122,6 +128,8 @@ class Daemon {
   Status open_tun(const TunnelConfig& tunnel);
   void close_tun();
   void read_tun();
+  bool drain_tun();  // false when the TUN failed (the daemon is then stopping)
+  void forward_from_tun(std::span<const uint8_t> packet);
   bool pass_flow_check(std::span<const uint8_t> packet);
   void watch_exec_rules();
   void fail_kernel(const Error& error);
@@ -247,6 +255,15 @@ Status Daemon::start() {
       "connecting gateway={} user={} instance={}", url->to_string(),
       secrets_.credentials.username.empty() ? "<certificate>" : secrets_.credentials.username,
       config_.instance);
+  if (config_.admit_all) {
+    // Loud on purpose: this mode gives up what Steward is for.
+    log_->warn(
+        "per-process admission is OFF (admit_all): every local process's traffic toward the "
+        "intranet goes through the tunnel; it is still refused locally while the tunnel is down");
+    fmt::print(stderr,
+               "steward: vpn: per-process admission is off (admit_all): every process on this "
+               "machine reaches the intranet\n");
+  }
   session_->start();
   return ok();
 }
@@ -321,7 +338,11 @@ Status Daemon::steer(const TunnelConfig& tunnel) {
     auto started = Steering::start(options, *plan);
     if (!started) return started.error();
     steering_ = std::move(*started);
-    flow_check_.emplace(steering_->cgroup().id(), clock_, config_.flow_ttl);
+    if (config_.admit_all) {
+      flow_check_.emplace(FlowCheck::admitting_everything(clock_));
+    } else {
+      flow_check_.emplace(steering_->cgroup().id(), clock_, config_.flow_ttl);
+    }
     if (!config_.exec_rules.empty()) {
       auto watcher =
           start_exec_watcher(steering_->cgroup(), config_.exec_rules, config_.exec_rules_netns,
@@ -363,7 +384,14 @@ Status Daemon::open_tun(const TunnelConfig& tunnel) {
     return configured.error().wrap("tun device " + config_.tun_name);
   }
   tun_address_ = tunnel.address;
+  if (auto coalescing = tun_->set_gro_flush_timeout(kTunGroFlushTimeoutNs); !coalescing) {
+    log_->info("tun={} packets reach the stack one by one: {}", config_.tun_name,
+               coalescing.error().message);
+  }
   tun_stream_.emplace(io_, ::dup(tun_->fd()));
+  boost::system::error_code ec;
+  tun_stream_->non_blocking(true, ec);
+  if (ec) return Error::make(ErrorCode::kIo, "tun device {}: {}", config_.tun_name, ec.message());
   read_tun();
   return ok();
 }
@@ -393,14 +421,38 @@ void Daemon::read_tun() {
       log_->error("tun read failed: {}", ec.message());
       return fail_kernel(Error::make(ErrorCode::kIo, "tun {}: {}", config_.tun_name, ec.message()));
     }
-    std::span<const uint8_t> packet(tun_buffer_.data(), size);
-    if (pass_flow_check(packet) && !session_->send(packet)) send_failures_++;
+    forward_from_tun(std::span<const uint8_t>(tun_buffer_.data(), size));
+    // Whatever else the kernel queued goes in the same turn (the descriptor is non-blocking):
+    // the session then sends the whole batch at once.
+    if (!drain_tun()) return;
     read_tun();
   });
 }
 
+bool Daemon::drain_tun() {
+  for (int count = 1; count < kTunBatch; ++count) {
+    ssize_t size = ::read(tun_stream_->native_handle(), tun_buffer_.data(), tun_buffer_.size());
+    if (size > 0) {
+      forward_from_tun(std::span<const uint8_t>(tun_buffer_.data(), static_cast<size_t>(size)));
+      continue;
+    }
+    if (size < 0 && errno == EINTR) continue;
+    if (size < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+    std::string why = size == 0 ? "end of file" : std::strerror(errno);
+    log_->error("tun read failed: {}", why);
+    fail_kernel(Error::make(ErrorCode::kIo, "tun {}: {}", config_.tun_name, why));
+    return false;
+  }
+  return true;
+}
+
+void Daemon::forward_from_tun(std::span<const uint8_t> packet) {
+  if (pass_flow_check(packet) && !session_->send(packet)) send_failures_++;
+}
+
 bool Daemon::pass_flow_check(std::span<const uint8_t> packet) {
   if (!flow_check_) return false;
+  if (flow_check_->admits_everything()) return true;
   if (auto decided = fragments_.later_fragment(packet)) {
     if (!*decided) fragment_drops_++;
     return *decided;
@@ -551,6 +603,7 @@ json::object Daemon::status() const {
                    {"instance", config_.instance},
                    {"tun", config_.tun_name},
                    {"tunnel_up", steering_ && steering_->tunnel_up()},
+                   {"admit_all", config_.admit_all},
                    {"data_channel", std::string(cstp::to_string(session_->data_channel()))},
                    {"mtu", tunnel.mtu},
                    {"default_domain", tunnel.default_domain},

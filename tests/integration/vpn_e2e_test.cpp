@@ -183,6 +183,12 @@ TEST_F(VpnEndToEnd, RunReachesTheIntranetOverTcpAndUdpAndSoDoesItsGrandchild) {
 
   // The command's exit code is `run`'s.
   EXPECT_EQ(daemon_->run_admitted("exit 7").exit_code, 7);
+  // Packets written to the TUN pass through GRO, held up to 50 us for the rest of their stream.
+  auto gro = VpnLab::exec_in(
+      lab_->client_ns(),
+      fmt::format("cat /sys/class/net/{}/gro_flush_timeout", VpnDaemonProcess::kTun));
+  ASSERT_TRUE(gro) << gro.error().message;
+  EXPECT_EQ(gro->substr(0, gro->find_last_not_of(" \n") + 1), "50000") << *gro;
   expect_no_leak(*outside);
 
   auto after = daemon_->status();
@@ -221,6 +227,50 @@ TEST_F(VpnEndToEnd, AProcessNotAdmittedGetsNothingAndNothingLeavesTheMachine) {
   expect_no_leak(*outside);
   // Admission is per process: the same command admitted works at once.
   expect_intranet_works("admitted after the refusals");
+}
+
+TEST_F(VpnEndToEnd, AdmitAllTunnelsEveryProcessAndStillRefusesLocallyWhileTheTunnelIsDown) {
+  VpnDaemonProcess::Options options;
+  options.extra_config = {"admit_all = true"};
+  auto status = connect(std::move(options));
+  ASSERT_FALSE(status.empty());
+  EXPECT_TRUE(status.at("admit_all").as_bool());
+  EXPECT_NE(daemon_->log().find("per-process admission is OFF"), std::string::npos)
+      << daemon_->log();
+  auto outside = capture("admit-all");
+  ASSERT_TRUE(outside);
+
+  // Processes nobody admitted reach the intranet over TCP and UDP, and resolve its names.
+  auto tcp = daemon_->run_unadmitted(curl("hello.txt"));
+  EXPECT_EQ(tcp.exit_code, 0) << tcp.output << daemon_->log();
+  EXPECT_NE(tcp.output.find(IntranetServices::kHello), std::string::npos) << tcp.output;
+  auto udp = daemon_->run_unadmitted(echo(64));
+  EXPECT_EQ(udp.exit_code, 0) << udp.output << daemon_->log();
+  auto name = daemon_->run_unadmitted(std::string("getent hosts ") + IntranetServices::kName);
+  EXPECT_EQ(name.exit_code, 0) << name.output << daemon_->log();
+  EXPECT_NE(name.output.find(VpnLab::kIntranetAddress), std::string::npos) << name.output;
+
+  // A silent gateway takes the tunnel down: everyone's intranet traffic is refused at once.
+  restore_gateway_ = true;
+  ASSERT_TRUE(lab_->blackhole_gateway(true));
+  auto lost = daemon_->wait_status(
+      [](const json::object& now) { return now.at("state").as_string() == "reconnecting"; }, 20s,
+      "dead peer detected");
+  ASSERT_TRUE(lost) << lost.error().message;
+  auto refused = daemon_->run_unadmitted(curl("hello.txt"));
+  EXPECT_NE(refused.exit_code, 0) << refused.output;
+  ASSERT_TRUE(lab_->blackhole_gateway(false));
+  auto back = daemon_->wait_connected(30s);
+  ASSERT_TRUE(back) << back.error().message;
+  auto again = daemon_->run_unadmitted(curl("hello.txt"));
+  EXPECT_EQ(again.exit_code, 0) << again.output << daemon_->log();
+  expect_no_leak(*outside, "port 53 or (" + std::string(kLeakFilter) + ")");
+  restore_gateway_ = false;
+
+  auto after = daemon_->status();
+  ASSERT_TRUE(after) << after.error().message;
+  EXPECT_EQ(number(after->at("flow_check").as_object(), "drops"), 0u) << daemon_->log();
+  EXPECT_EQ(number(after->at("flow_check").as_object(), "lookups"), 0u);
 }
 
 TEST_F(VpnEndToEnd, AdmitPidLetsTheRunningProcessOpenNewConnections) {

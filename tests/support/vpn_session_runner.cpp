@@ -1,5 +1,7 @@
 #include "support/vpn_session_runner.h"
 
+#include <algorithm>
+
 #include "support/vpn_lab.h"
 
 #include <boost/asio/ip/address_v4.hpp>
@@ -110,6 +112,26 @@ std::optional<std::vector<uint8_t>> SessionRunner::wait_for_packet(
     }
     return false;
   });
+  return found;
+}
+
+std::vector<std::vector<uint8_t>> SessionRunner::wait_for_packets(
+    size_t count, const std::function<bool(const std::vector<uint8_t>&)>& match,
+    std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mutex_);
+  auto matching = [&] {
+    return static_cast<size_t>(std::count_if(packets_.begin(), packets_.end(), match));
+  };
+  changed_.wait_for(lock, timeout, [&] { return matching() >= count; });
+  std::vector<std::vector<uint8_t>> found;
+  for (auto it = packets_.begin(); it != packets_.end();) {
+    if (match(*it)) {
+      found.push_back(std::move(*it));
+      it = packets_.erase(it);
+    } else {
+      ++it;
+    }
+  }
   return found;
 }
 

@@ -45,6 +45,11 @@ class SessionRunner {
   std::optional<std::vector<uint8_t>> wait_for_packet(
       const std::function<bool(const std::vector<uint8_t>&)>& match,
       std::chrono::milliseconds timeout);
+  // Waits until `count` packets for which `match` is true have arrived (at most 1000 are kept);
+  // takes every matching packet, in the order they arrived (fewer after `timeout`).
+  std::vector<std::vector<uint8_t>> wait_for_packets(
+      size_t count, const std::function<bool(const std::vector<uint8_t>&)>& match,
+      std::chrono::milliseconds timeout);
   int address_changes();
 
   Status send(std::vector<uint8_t> packet);

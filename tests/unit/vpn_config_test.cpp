@@ -71,6 +71,19 @@ TEST_F(VpnConfigFile, UnknownKeysAndBadValuesAreRefusedWithTheirName) {
   EXPECT_FALSE(load_config_file(dir_ + "/missing.toml", config));
 }
 
+TEST_F(VpnConfigFile, AdmitAllIsOffByDefaultAndReachesTheSteeringWhenSet) {
+  VpnConfig config;
+  EXPECT_FALSE(config.admit_all);
+  EXPECT_FALSE(config.steering_options().admit_all);
+  ASSERT_TRUE(load_config_file(write("all.toml", "[vpn]\nadmit_all = true\n"), config));
+  EXPECT_TRUE(config.admit_all);
+  EXPECT_TRUE(config.steering_options().admit_all);
+  auto quoted = load_config_file(write("quoted.toml", "[vpn]\nadmit_all = \"false\"\n"), config);
+  ASSERT_FALSE(quoted);
+  EXPECT_NE(quoted.error().message.find("vpn.admit_all"), std::string::npos)
+      << quoted.error().message;
+}
+
 TEST(VpnConfig, ValidationSaysWhatIsMissing) {
   VpnConfig config;
   auto no_gateway = validate(config);

@@ -108,6 +108,20 @@ TEST_F(FlowCheckDecisions, IdleFlowsExpireAndAreLookedUpAgain) {
   EXPECT_EQ(lookups_, 2);
 }
 
+TEST_F(FlowCheckDecisions, AdmittingEverythingPassesEveryPacketWithoutLookingUpItsSocket) {
+  owners_ = {{40001, 99}};
+  auto check = FlowCheck::admitting_everything(clock_);
+  EXPECT_TRUE(check.admits_everything());
+  EXPECT_FALSE(make().admits_everything());
+  EXPECT_EQ(check.check(ipv4_packet(IPPROTO_TCP, 40001, 80)), FlowCheck::Decision::kPass);
+  EXPECT_EQ(check.check(ipv4_packet(IPPROTO_UDP, 40002, 53)), FlowCheck::Decision::kPass);
+  EXPECT_EQ(check.check(ipv4_packet(IPPROTO_ICMP, 0, 0)), FlowCheck::Decision::kPass);
+  EXPECT_EQ(lookups_, 0);
+  EXPECT_EQ(check.lookups(), 0u);
+  EXPECT_EQ(check.dropped(), 0u);
+  EXPECT_EQ(check.cached_flows(), 0u);
+}
+
 TEST_F(FlowCheckDecisions, ProtocolsWithoutASocketToCheckAreDropped) {
   auto check = make();
   EXPECT_EQ(check.check(ipv4_packet(IPPROTO_ICMP, 0, 0)), FlowCheck::Decision::kDrop);

@@ -41,6 +41,9 @@ TEST(SteeringPlan, NoSplitIncludeMeansEverythingIncludingIpv6) {
   ASSERT_TRUE(plan);
   EXPECT_TRUE(has(plan->intranet, "0.0.0.0/0"));
   EXPECT_TRUE(has(plan->intranet, "::/0"));
+  // Loopback stays local even when everything else is intranet.
+  EXPECT_TRUE(has(plan->exclude, "127.0.0.0/8"));
+  EXPECT_TRUE(has(plan->exclude, "::1/128"));
 }
 
 TEST(SteeringPlan, RefusesATunnelWithoutAddressOrAnExcludedDnsServer) {
@@ -90,6 +93,28 @@ TEST_F(NftRuleset, MarksOnlyAdmittedSocketsAndRefusesTheRestTowardTheIntranet) {
                       "jump refuse"),
             std::string::npos)
       << text;
+}
+
+TEST_F(NftRuleset, AdmittingEverythingDropsTheCgroupMatchButStillRefusesWhileDown) {
+  options_.admit_all = true;
+  std::string text = render(split_config());
+  EXPECT_EQ(text.find("socket cgroupv2"), std::string::npos) << text;
+  // Tunnel down (as started): every socket's intranet traffic is refused locally, none marked.
+  EXPECT_NE(text.find("    ip daddr @intranet4 counter name refused_admitted jump refuse\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("    ip6 daddr @intranet6 counter name refused_admitted jump refuse\n"),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(text.find("meta mark set"), std::string::npos) << text;
+  // Every process's DNS goes to the gateway's server.
+  EXPECT_NE(text.find("meta nfproto ipv4 meta l4proto { tcp, udp } th dport 53 dnat ip to "
+                      "198.18.4.53\n"),
+            std::string::npos)
+      << text;
+  // The gateway itself is still left alone, and only marked packets leave into the TUN.
+  EXPECT_NE(text.find("ip daddr @exclude4 accept"), std::string::npos);
+  EXPECT_NE(text.find("meta mark 0x7270 counter name dropped_late drop"), std::string::npos);
 }
 
 TEST_F(NftRuleset, ADefaultRouteIntranetIsNotClosedToEveryone) {

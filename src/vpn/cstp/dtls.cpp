@@ -8,6 +8,9 @@
 #include <openssl/err.h>
 #include <openssl/rand.h>
 
+#include <sys/socket.h>
+
+#include <cerrno>
 #include <cstring>
 
 namespace steward::vpn::cstp {
@@ -18,6 +21,13 @@ using namespace asio::experimental::awaitable_operators;
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::string_view kPskLabel = "EXPORTER-openconnect-psk";
 constexpr std::string_view kPskIdentity = "psk";
+// Datagrams per recvmmsg()/sendmmsg(), the room for one received datagram (the largest DTLS
+// record), and how many encrypted datagrams may wait for the socket.
+constexpr size_t kBatch = 64;
+constexpr size_t kDatagramRoom = 16 * 1024 + 512;
+constexpr size_t kMaxQueued = 1024;
+// Socket buffers: a burst of datagrams should wait in the kernel rather than be dropped.
+constexpr int kSocketBuffer = 4 << 20;
 
 std::string openssl_reason() {
   unsigned long code = ERR_get_error();
@@ -118,6 +128,12 @@ Result<std::unique_ptr<DtlsChannel>> DtlsChannel::create(
   channel->socket_.open(gateway.protocol(), ec);
   if (!ec) channel->socket_.connect(gateway, ec);
   if (!ec) channel->socket_.non_blocking(true, ec);
+  if (!ec) {
+    // Best effort: the kernel caps them at net.core.[rw]mem_max.
+    boost::system::error_code ignored;
+    channel->socket_.set_option(asio::socket_base::receive_buffer_size(kSocketBuffer), ignored);
+    channel->socket_.set_option(asio::socket_base::send_buffer_size(kSocketBuffer), ignored);
+  }
   if (ec) {
     return Error::make(ErrorCode::kUnavailable, "cannot open UDP to {}:{}: {}",
                        gateway.address().to_string(), gateway.port(), ec.message());
@@ -160,7 +176,7 @@ asio::awaitable<Status> DtlsChannel::handshake(std::chrono::milliseconds timeout
     if (ssl_ == nullptr) co_return Error::make(ErrorCode::kUnavailable, "DTLS channel closed");
     ERR_clear_error();
     int result = SSL_do_handshake(ssl_);
-    if (result == 1) co_return ok();
+    if (result == 1) co_return use_memory_buffers();
     int error = SSL_get_error(ssl_, result);
     if (error != SSL_ERROR_WANT_READ && error != SSL_ERROR_WANT_WRITE) {
       co_return Error::make(ErrorCode::kUnavailable, "DTLS handshake failed: {}", openssl_reason());
@@ -191,31 +207,146 @@ asio::awaitable<Status> DtlsChannel::handshake(std::chrono::milliseconds timeout
   }
 }
 
+Status DtlsChannel::use_memory_buffers() {
+  in_ = BIO_new(BIO_s_mem());
+  out_ = BIO_new(BIO_s_mem());
+  if (in_ == nullptr || out_ == nullptr) {
+    BIO_free(in_);
+    BIO_free(out_);
+    in_ = out_ = nullptr;
+    return Error::make(ErrorCode::kInternal, "cannot create DTLS buffers: {}", openssl_reason());
+  }
+  BIO_set_mem_eof_return(in_, -1);
+  SSL_set_bio(ssl_, in_, out_);  // frees the socket BIO; the socket stays ours
+  incoming_.resize(kBatch * kDatagramRoom);
+  incoming_sizes_.resize(kBatch);
+  return ok();
+}
+
+// Whatever OpenSSL wrote since the last call is one datagram (a record, or an alert).
+void DtlsChannel::queue_output() {
+  size_t pending = BIO_ctrl_pending(out_);
+  if (pending == 0) return;
+  size_t at = outgoing_.size();
+  outgoing_.resize(at + pending);
+  int got = BIO_read(out_, outgoing_.data() + at, static_cast<int>(pending));
+  outgoing_.resize(at + static_cast<size_t>(std::max(got, 0)));
+  if (got > 0) outgoing_ends_.push_back(outgoing_.size());
+}
+
 Status DtlsChannel::send(std::span<const uint8_t> datagram) {
-  if (ssl_ == nullptr) return Error::make(ErrorCode::kUnavailable, "DTLS channel is closed");
+  if (ssl_ == nullptr || out_ == nullptr) {
+    return Error::make(ErrorCode::kUnavailable, "DTLS channel is closed");
+  }
+  if (outgoing_ends_.size() - sent_ >= kMaxQueued) {
+    return Error::make(ErrorCode::kUnavailable, "DTLS send queue is full");
+  }
   ERR_clear_error();
   int written = SSL_write(ssl_, datagram.data(), static_cast<int>(datagram.size()));
   if (written <= 0) {
     return Error::make(ErrorCode::kUnavailable, "DTLS send failed: {}", openssl_reason());
   }
+  queue_output();
   return ok();
+}
+
+void DtlsChannel::flush() {
+  std::array<mmsghdr, kBatch> messages{};
+  std::array<iovec, kBatch> pieces{};
+  while (ssl_ != nullptr && sent_ < outgoing_ends_.size()) {
+    size_t count = std::min(kBatch, outgoing_ends_.size() - sent_);
+    for (size_t i = 0; i < count; ++i) {
+      size_t begin = sent_ + i == 0 ? 0 : outgoing_ends_[sent_ + i - 1];
+      pieces[i] = iovec{outgoing_.data() + begin, outgoing_ends_[sent_ + i] - begin};
+      messages[i] = mmsghdr{};
+      messages[i].msg_hdr.msg_iov = &pieces[i];
+      messages[i].msg_hdr.msg_iovlen = 1;
+    }
+    int done = ::sendmmsg(socket_.native_handle(), messages.data(), static_cast<unsigned>(count),
+                          MSG_DONTWAIT);
+    if (done > 0) {
+      sent_ += static_cast<size_t>(done);
+      continue;
+    }
+    if (done < 0 && errno == EINTR) continue;
+    if (done < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      // The rest goes when the socket has room again.
+      if (waiting_writable_) return;
+      waiting_writable_ = true;
+      socket_.async_wait(asio::socket_base::wait_write,
+                         [self = std::weak_ptr<DtlsChannel*>(self_)](boost::system::error_code) {
+                           auto channel = self.lock();
+                           if (!channel) return;
+                           (*channel)->waiting_writable_ = false;
+                           (*channel)->flush();
+                         });
+      return;
+    }
+    // Refused by the kernel (no route, port unreachable): this datagram is lost.
+    dropped_++;
+    sent_++;
+  }
+  if (sent_ == outgoing_ends_.size()) {
+    outgoing_.clear();
+    outgoing_ends_.clear();
+    sent_ = 0;
+  }
+}
+
+Result<size_t> DtlsChannel::receive_batch() {
+  std::array<mmsghdr, kBatch> messages{};
+  std::array<iovec, kBatch> pieces{};
+  for (size_t i = 0; i < kBatch; ++i) {
+    pieces[i] = iovec{incoming_.data() + i * kDatagramRoom, kDatagramRoom};
+    messages[i].msg_hdr.msg_iov = &pieces[i];
+    messages[i].msg_hdr.msg_iovlen = 1;
+  }
+  while (true) {
+    int got = ::recvmmsg(socket_.native_handle(), messages.data(), kBatch, MSG_DONTWAIT, nullptr);
+    if (got > 0) {
+      for (size_t i = 0; i < static_cast<size_t>(got); ++i)
+        incoming_sizes_[i] = messages[i].msg_len;
+      received_ = static_cast<size_t>(got);
+      next_ = 0;
+      return received_;
+    }
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
+    return Error::make(ErrorCode::kUnavailable, "DTLS receive failed: {}", std::strerror(errno));
+  }
 }
 
 asio::awaitable<Result<size_t>> DtlsChannel::receive(std::span<uint8_t> buffer) {
   while (true) {
-    if (ssl_ == nullptr) {
+    if (ssl_ == nullptr || in_ == nullptr) {
       co_return Error::make(ErrorCode::kUnavailable, "DTLS channel is closed");
     }
-    ERR_clear_error();
-    int got = SSL_read(ssl_, buffer.data(), static_cast<int>(buffer.size()));
-    if (got > 0) co_return static_cast<size_t>(got);
-    int error = SSL_get_error(ssl_, got);
-    if (error == SSL_ERROR_ZERO_RETURN) {
-      co_return Error::make(ErrorCode::kUnavailable, "gateway closed the DTLS channel");
+    // Decrypt the datagrams already received, one at a time.
+    while (next_ < received_) {
+      BIO_write(in_, incoming_.data() + next_ * kDatagramRoom,
+                static_cast<int>(incoming_sizes_[next_]));
+      next_++;
+      ERR_clear_error();
+      int got = SSL_read(ssl_, buffer.data(), static_cast<int>(buffer.size()));
+      if (BIO_ctrl_pending(out_) > 0) {
+        queue_output();  // an alert or a handshake answer
+        flush();
+      }
+      if (got > 0) co_return static_cast<size_t>(got);
+      int error = SSL_get_error(ssl_, got);
+      if (error == SSL_ERROR_ZERO_RETURN) {
+        co_return Error::make(ErrorCode::kUnavailable, "gateway closed the DTLS channel");
+      }
+      if (error != SSL_ERROR_WANT_READ) {
+        co_return Error::make(ErrorCode::kUnavailable, "DTLS receive failed: {}", openssl_reason());
+      }
+      // A datagram DTLS discarded (not ours, replayed, damaged): the next one.
     }
-    if (error != SSL_ERROR_WANT_READ) {
-      co_return Error::make(ErrorCode::kUnavailable, "DTLS receive failed: {}", openssl_reason());
-    }
+
+    // Take what the socket holds, up to a batch.
+    auto received = receive_batch();
+    if (!received) co_return received.error();
+    if (*received > 0) continue;
     auto [ec] = co_await socket_.async_wait(asio::socket_base::wait_read, kTuple);
     if (ec) co_return Error::make(ErrorCode::kUnavailable, "DTLS socket: {}", ec.message());
   }
@@ -228,6 +359,10 @@ void DtlsChannel::close() {
     SSL_free(ssl_);
     ssl_ = nullptr;
   }
+  in_ = out_ = nullptr;  // freed with ssl_
+  outgoing_.clear();
+  outgoing_ends_.clear();
+  sent_ = received_ = next_ = 0;
   boost::system::error_code ignored;
   socket_.close(ignored);
 }

@@ -2,6 +2,10 @@
 // UDP socket that Asio watches for readiness: the pre-shared key comes from the CSTP TLS session
 // (exporter label "EXPORTER-openconnect-psk"), the identity is "psk", and the ClientHello carries
 // the gateway's X-DTLS-App-ID as its session id so the gateway can find the session.
+//
+// Once the handshake is done, OpenSSL reads and writes memory buffers instead of the socket:
+// send() encrypts one datagram into a queue and flush() hands the queue to the kernel with
+// sendmmsg(); receive() takes up to 64 datagrams per recvmmsg() and decrypts them one by one.
 #pragma once
 
 #include "core/result.h"
@@ -40,8 +44,14 @@ class DtlsChannel {
 
   // Runs the handshake, retransmitting as DTLS wants, for at most `timeout`.
   boost::asio::awaitable<Status> handshake(std::chrono::milliseconds timeout);
-  // Sends one datagram (the 1-byte-type frame). Fails when the socket cannot take it now.
+  // Encrypts one datagram (the 1-byte-type frame) into the send queue; flush() sends it. Fails
+  // when the queue is full (the socket has not taken the earlier ones) or the channel is closed.
   Status send(std::span<const uint8_t> datagram);
+  // Sends the queue, as much as the socket takes now; the rest goes when it is writable again.
+  // Datagrams the kernel refuses (an error other than a full buffer) are dropped and counted:
+  // the channel is a datagram service, and DTLS DPD notices a dead path.
+  void flush();
+  uint64_t dropped() const { return dropped_; }
   // Waits for one datagram and decrypts it into `buffer`; returns its size.
   boost::asio::awaitable<Result<size_t>> receive(std::span<uint8_t> buffer);
   void close();
@@ -50,11 +60,33 @@ class DtlsChannel {
 
  private:
   DtlsChannel(const boost::asio::any_io_executor& executor);
+  Status use_memory_buffers();
+  void queue_output();
+  // Moves up to a batch of datagrams from the socket into incoming_; how many (0: none now).
+  Result<size_t> receive_batch();
 
   boost::asio::ip::udp::socket socket_;
   SSL_CTX* context_ = nullptr;
   SSL* ssl_ = nullptr;
   std::array<uint8_t, kDtlsPskSize> psk_{};
+  // After the handshake: OpenSSL's memory buffers (owned by ssl_), or null before.
+  BIO* in_ = nullptr;
+  BIO* out_ = nullptr;
+
+  // Encrypted datagrams waiting for the socket: their bytes one after the other, and where each
+  // ends. `sent_` of them have gone.
+  std::vector<uint8_t> outgoing_;
+  std::vector<size_t> outgoing_ends_;
+  size_t sent_ = 0;
+  bool waiting_writable_ = false;
+  uint64_t dropped_ = 0;
+  // Datagrams received by the last recvmmsg(), `next_` of them decrypted.
+  std::vector<uint8_t> incoming_;
+  std::vector<size_t> incoming_sizes_;
+  size_t received_ = 0;
+  size_t next_ = 0;
+  // Ends the writable wait of a channel that is gone.
+  std::shared_ptr<DtlsChannel*> self_ = std::make_shared<DtlsChannel*>(this);
 };
 
 }  // namespace steward::vpn::cstp

@@ -5,19 +5,21 @@
 #include "vpn/cstp/dtls.h"
 #include "vpn/cstp/framing.h"
 #include "vpn/cstp/https.h"
+#include "vpn/cstp/tls_pipe.h"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/write.hpp>
 
 #include <openssl/rand.h>
 
 #include <atomic>
+#include <cstring>
 #include <variant>
 
 namespace steward::vpn::cstp {
@@ -30,7 +32,6 @@ constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 // Frames queued for the TLS stream beyond this are dropped: TCP is backed up and queueing more
 // only adds latency.
 constexpr size_t kMaxPendingBytes = 4 << 20;
-constexpr size_t kReadChunk = 64 * 1024;
 
 std::atomic<uint64_t> session_counter{0};
 
@@ -108,11 +109,14 @@ struct Session::Impl : std::enable_shared_from_this<Impl> {
   SessionCookie cookie;
   StopKind stop_kind = StopKind::kNone;
 
-  // The current tunnel.
+  // The current tunnel: the TLS connection, driven through `pipe` once its handshake is done.
   std::optional<TlsConnection> tls;
+  std::unique_ptr<TlsPipe> pipe;
   std::unique_ptr<DtlsChannel> dtls;
   bool dtls_up = false;
-  std::vector<uint8_t> pending;  // CSTP frames waiting for the writer
+  bool dtls_flush_posted = false;
+  std::vector<uint8_t> dtls_datagram;  // the frame being queued, reused
+  std::vector<uint8_t> pending;        // CSTP frames waiting for the writer
   asio::steady_timer writer_wake;
   asio::steady_timer stop_signal;
   asio::steady_timer backoff_timer;
@@ -180,13 +184,12 @@ struct Session::Impl : std::enable_shared_from_this<Impl> {
                          packet.size(), config.mtu);
     }
     if (dtls_up) {
-      auto datagram = encode_dtls_frame(FrameType::kData, packet);
-      if (dtls->send(datagram)) {
+      if (send_dtls(FrameType::kData, packet)) {
         counters.dtls.tx_packets++;
         counters.dtls.tx_bytes += packet.size();
         return ok();
       }
-      // A full socket buffer: this packet takes the TLS stream instead.
+      // The socket has not taken the earlier ones: this packet takes the TLS stream instead.
     }
     if (pending.size() > kMaxPendingBytes) {
       counters.dropped_congested++;
@@ -196,6 +199,25 @@ struct Session::Impl : std::enable_shared_from_this<Impl> {
     counters.cstp.tx_packets++;
     counters.cstp.tx_bytes += packet.size();
     return ok();
+  }
+
+  // Queues one DTLS datagram. Everything queued in this turn of the loop (a batch read from
+  // the TUN) leaves together, in one sendmmsg(), once the turn is over.
+  Status send_dtls(FrameType type, std::span<const uint8_t> payload) {
+    dtls_datagram.resize(1 + payload.size());
+    dtls_datagram[0] = static_cast<uint8_t>(type);
+    if (!payload.empty()) std::memcpy(&dtls_datagram[1], payload.data(), payload.size());
+    auto queued = dtls->send(dtls_datagram);
+    if (queued && !dtls_flush_posted) {
+      dtls_flush_posted = true;
+      asio::post(io, [weak = weak_from_this()] {
+        auto self = weak.lock();
+        if (!self) return;
+        self->dtls_flush_posted = false;
+        if (self->dtls) self->dtls->flush();
+      });
+    }
+    return queued;
   }
 
   // ---- the session's life: login, tunnels, reconnects
@@ -231,6 +253,7 @@ struct Session::Impl : std::enable_shared_from_this<Impl> {
 
       auto end = co_await run_tunnel();
       close_tunnel();
+      pipe.reset();
       tls.reset();
       dtls.reset();
       pending.clear();
@@ -325,10 +348,10 @@ struct Session::Impl : std::enable_shared_from_this<Impl> {
 
   // Sends a user disconnect on the open tunnel (the gateway invalidates the cookie), then closes.
   asio::awaitable<void> say_goodbye() {
-    if (!tls) co_return;
+    if (!tls || !pipe) co_return;
     auto frame = encode_user_disconnect("steward: disconnect");
     Watchdog watchdog(*tls->stream, std::chrono::seconds(2));
-    co_await asio::async_write(*tls->stream, asio::buffer(frame), kTuple);
+    if (pipe->write_record(frame)) (void)co_await pipe->flush();
     close_tunnel();
   }
 
@@ -362,11 +385,15 @@ struct Session::Impl : std::enable_shared_from_this<Impl> {
     auto connection = co_await connect_gateway(options.url, options.tls, options.connect_timeout);
     if (!connection) co_return connection.error();
     Watchdog watchdog(*connection->stream, options.connect_timeout);
+    // From here on the pipe carries the connection: the CONNECT, its answer and the tunnel.
+    auto adopted = TlsPipe::adopt(*connection);
+    if (!adopted) co_return adopted.error().wrap("CONNECT");
+    std::unique_ptr<TlsPipe> connect_pipe = std::move(*adopted);
 
-    if (auto sent = co_await write_all(*connection, connect_request(first)); !sent) {
+    if (auto sent = co_await send_request(*connect_pipe, connect_request(first)); !sent) {
       co_return sent.error().wrap("CONNECT");
     }
-    auto head = co_await read_head(*connection);
+    auto head = co_await read_reply_head(*connect_pipe, connection->buffer);
     if (!head) {
       if (watchdog.fired()) {
         co_return Error::make(ErrorCode::kTimeout, "gateway did not answer CONNECT in time");
@@ -383,8 +410,39 @@ struct Session::Impl : std::enable_shared_from_this<Impl> {
     }
     auto parsed = parse_connect_reply(*head);
     if (!parsed) co_return parsed.error();
-    tls = std::move(*connection);
+    tls = std::move(*connection);  // the stream stays where it is: the pipe still refers to it
+    pipe = std::move(connect_pipe);
     co_return parsed;
+  }
+
+  // An HTTP request through the pipe, in records of at most 16 KiB.
+  static asio::awaitable<Status> send_request(TlsPipe& through, const std::string& request) {
+    constexpr size_t kRecord = 16 * 1024;
+    std::span bytes(reinterpret_cast<const uint8_t*>(request.data()), request.size());
+    for (size_t at = 0; at < bytes.size(); at += kRecord) {
+      auto written = through.write_record(bytes.subspan(at, std::min(kRecord, bytes.size() - at)));
+      if (!written) co_return written;
+    }
+    co_return co_await through.flush();
+  }
+
+  // Reads one reply head; what follows it (the first frames) stays in `buffer`.
+  static asio::awaitable<Result<HttpHead>> read_reply_head(TlsPipe& through, std::string& buffer) {
+    while (true) {
+      auto end = buffer.find("\r\n\r\n");
+      if (end != std::string::npos) {
+        auto head = parse_http_head(std::string_view(buffer).substr(0, end + 2));
+        buffer.erase(0, end + 4);
+        co_return head;
+      }
+      if (buffer.size() > kMaxHttpHeadSize) {
+        co_return Error::make(ErrorCode::kInternal, "gateway's reply head exceeds {} bytes",
+                              kMaxHttpHeadSize);
+      }
+      auto got = co_await through.read();
+      if (!got) co_return got.error();
+      buffer.append(reinterpret_cast<const char*>(got->data()), got->size());
+    }
   }
 
   // ---- one tunnel: its loops, until one of them ends it
@@ -419,18 +477,15 @@ struct Session::Impl : std::enable_shared_from_this<Impl> {
         !fed) {
       co_return lost(fed.error());
     }
-    std::vector<uint8_t> chunk(kReadChunk);
+    // Every record that has arrived is decrypted per wakeup, and its frames handled in turn.
     while (!end) {
-      auto [ec, got] = co_await tls->stream->async_read_some(asio::buffer(chunk), kTuple);
+      auto got = co_await pipe->read();
       if (stopping()) co_return finish({TunnelEnd::Kind::kStopped, std::nullopt});
-      if (ec) {
-        co_return lost(
-            Error::make(ErrorCode::kUnavailable, "gateway connection lost: {}", ec.message()));
-      }
+      if (!got) co_return lost(got.error());
       last_rx = Clock::now();
-      if (auto fed = parser.feed(std::span(chunk.data(), got), on_frame); !fed) {
-        co_return lost(fed.error());
-      }
+      // OpenSSL may have answered the gateway while reading (a TLS 1.3 key update).
+      if (pipe->has_output()) writer_wake.cancel();
+      if (auto fed = parser.feed(*got, on_frame); !fed) co_return lost(fed.error());
     }
     co_return finish(std::move(*end));
   }
@@ -446,7 +501,7 @@ struct Session::Impl : std::enable_shared_from_this<Impl> {
         break;
       case FrameType::kDpdRequest:
         if (from_dtls && dtls_up) {
-          (void)dtls->send(encode_dtls_frame(FrameType::kDpdResponse, frame.payload));
+          (void)send_dtls(FrameType::kDpdResponse, frame.payload);
         } else {
           queue_frame(FrameType::kDpdResponse, frame.payload);
         }
@@ -486,7 +541,7 @@ struct Session::Impl : std::enable_shared_from_this<Impl> {
   asio::awaitable<TunnelEnd> write_loop() {
     std::vector<uint8_t> writing;
     while (true) {
-      if (pending.empty()) {
+      if (pending.empty() && !pipe->has_output()) {
         if (stop_kind == StopKind::kUser) co_return finish({TunnelEnd::Kind::kUser, std::nullopt});
         writer_wake.expires_at(Clock::time_point::max());
         co_await writer_wake.async_wait(kTuple);
@@ -499,17 +554,18 @@ struct Session::Impl : std::enable_shared_from_this<Impl> {
       writing.clear();
       std::swap(writing, pending);
       // One TLS record per CSTP frame: gateways such as ocserv read each record as exactly one
-      // frame, and drop the session when a record holds several.
+      // frame, and drop the session when a record holds several. The records of everything
+      // queued then leave together, in as few send() calls as the socket allows.
       for (size_t at = 0; at < writing.size();) {
         size_t length = cstp_frame_length(std::span(writing).subspan(at));
-        auto [ec, written] =
-            co_await asio::async_write(*tls->stream, asio::buffer(&writing[at], length), kTuple);
-        if (ec) {
-          if (stopping()) co_return finish({TunnelEnd::Kind::kStopped, std::nullopt});
-          co_return lost(
-              Error::make(ErrorCode::kUnavailable, "cannot send to gateway: {}", ec.message()));
+        if (auto written = pipe->write_record(std::span(writing).subspan(at, length)); !written) {
+          co_return lost(written.error());
         }
         at += length;
+      }
+      if (auto flushed = co_await pipe->flush(); !flushed) {
+        if (stopping()) co_return finish({TunnelEnd::Kind::kStopped, std::nullopt});
+        co_return lost(flushed.error());
       }
       last_tx = Clock::now();
     }
@@ -563,7 +619,7 @@ struct Session::Impl : std::enable_shared_from_this<Impl> {
       return;
     }
     if (now - last_dtls_rx >= dpd && now - last_dtls_dpd_tx >= dpd) {
-      (void)dtls->send(encode_dtls_frame(FrameType::kDpdRequest));
+      (void)send_dtls(FrameType::kDpdRequest, {});
       counters.dpd_requests_sent++;
       last_dtls_dpd_tx = now;
     }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "core/clock.h"
+#include "core/log.h"
 #include "core/result.h"
 
 #include <boost/asio/ip/address.hpp>
@@ -13,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -65,6 +67,11 @@ class FlowCheck {
   FlowCheck(uint64_t admitted_cgroup_id, const Clock& clock,
             std::chrono::seconds ttl = std::chrono::seconds(300), Lookup lookup = {});
 
+  // Per-process admission off (the daemon's admit_all): every packet passes, nothing is looked
+  // up or cached, nothing is counted as dropped.
+  static FlowCheck admitting_everything(const Clock& clock);
+  bool admits_everything() const { return admit_all_; }
+
   // Decides for one packet read from the TUN. Unparseable packets and protocols other than
   // TCP and UDP (no socket to check them against) are dropped. A failing lookup drops (fail
   // closed) without caching.
@@ -82,6 +89,7 @@ class FlowCheck {
   void expire(std::chrono::steady_clock::time_point now);
 
   uint64_t admitted_cgroup_id_;
+  bool admit_all_ = false;
   const Clock& clock_;
   std::chrono::seconds ttl_;
   Lookup lookup_;
@@ -89,6 +97,7 @@ class FlowCheck {
   std::chrono::steady_clock::time_point last_expiry_{};
   uint64_t lookups_ = 0;
   uint64_t dropped_ = 0;
+  std::shared_ptr<spdlog::logger> logger_;  // looked up once: check() runs per packet
 };
 
 }  // namespace steward::vpn

@@ -54,8 +54,11 @@ std::string set(const std::string& name, const std::vector<Prefix>& prefixes, bo
 
 std::string render(const SteeringPlan& plan, const SteeringOptions& options,
                    const std::string& cgroup_nft_path, int cgroup_level, bool tunnel_up) {
-  const std::string admitted =
-      fmt::format("socket cgroupv2 level {} \"{}\"", cgroup_level, cgroup_nft_path);
+  // The match that selects admitted sockets, with its leading space; empty when every socket
+  // is admitted.
+  const std::string admitted = options.admit_all ? std::string()
+                                                 : fmt::format(" socket cgroupv2 level {} \"{}\"",
+                                                               cgroup_level, cgroup_nft_path);
   const std::string mark = fmt::format("{:#x}", options.mark);
   std::string out = fmt::format("table inet {} {{\n", options.nft_table);
 
@@ -80,11 +83,11 @@ std::string render(const SteeringPlan& plan, const SteeringOptions& options,
   out += "    ip daddr @exclude4 return\n    ip6 daddr @exclude6 return\n";
   if (tunnel_up) {
     out += fmt::format("    ct mark {0} ip daddr @intranet4 meta mark set {0} return\n", mark);
-    out += fmt::format("    ip daddr @intranet4 {0} meta mark set {1} ct mark set {1}\n", admitted,
+    out += fmt::format("    ip daddr @intranet4{0} meta mark set {1} ct mark set {1}\n", admitted,
                        mark);
     if (plan.tunnel_has_ipv6) {
       out += fmt::format("    ct mark {0} ip6 daddr @intranet6 meta mark set {0} return\n", mark);
-      out += fmt::format("    ip6 daddr @intranet6 {0} meta mark set {1} ct mark set {1}\n",
+      out += fmt::format("    ip6 daddr @intranet6{0} meta mark set {1} ct mark set {1}\n",
                          admitted, mark);
     }
   }
@@ -94,7 +97,7 @@ std::string render(const SteeringPlan& plan, const SteeringOptions& options,
   if (plan.dns) {
     bool v4 = plan.dns->is_v4();
     out += fmt::format(
-        "    meta nfproto {1} meta l4proto {{ tcp, udp }} th dport 53 {0} dnat {2} to {3}\n",
+        "    meta nfproto {1} meta l4proto {{ tcp, udp }} th dport 53{0} dnat {2} to {3}\n",
         admitted, v4 ? "ipv4" : "ipv6", v4 ? "ip" : "ip6",
         v4 ? plan.dns->to_string() : "[" + plan.dns->to_string() + "]");
   }
@@ -111,13 +114,13 @@ std::string render(const SteeringPlan& plan, const SteeringOptions& options,
   out += "  chain guard {\n    type filter hook output priority filter; policy accept;\n";
   out += "    ip daddr @exclude4 accept\n    ip6 daddr @exclude6 accept\n";
   out += fmt::format("    meta mark {} accept\n", mark);
-  out += fmt::format("    ip daddr @intranet4 {} counter name refused_admitted jump refuse\n",
+  out += fmt::format("    ip daddr @intranet4{} counter name refused_admitted jump refuse\n",
                      admitted);
-  out += fmt::format("    ip6 daddr @intranet6 {} counter name refused_admitted jump refuse\n",
+  out += fmt::format("    ip6 daddr @intranet6{} counter name refused_admitted jump refuse\n",
                      admitted);
   if (plan.dns) {
     out += fmt::format(
-        "    meta nfproto {1} meta l4proto {{ tcp, udp }} th dport 53 {0} counter name "
+        "    meta nfproto {1} meta l4proto {{ tcp, udp }} th dport 53{0} counter name "
         "refused_admitted jump refuse\n",
         admitted, plan.dns->is_v4() ? "ipv6" : "ipv4");
   }
@@ -173,6 +176,11 @@ Result<SteeringPlan> SteeringPlan::from(const TunnelConfig& config,
     add_unique(plan.intranet, host_prefix(server));
   if (!config.dns.empty()) plan.dns = config.dns.front();
 
+  // Loopback never leaves the machine: the local routing table answers it before Steward's
+  // rule, and the exclusion keeps the nft chains off it too (a full-tunnel gateway makes every
+  // other destination intranet).
+  add_unique(plan.exclude, *Prefix::parse("127.0.0.0/8"));
+  add_unique(plan.exclude, *Prefix::parse("::1/128"));
   for (const auto& gateway : gateways)
     add_unique(plan.exclude, host_prefix(gateway));
   for (const auto& prefix : config.split_exclude)

@@ -18,6 +18,8 @@
 //   The gateway's addresses and split-exclude prefixes are never touched.
 //   docs/vpn-steering.md has the details and the limits.
 //
+// With admit_all the cgroup match is dropped from every rule: the same chains then mark, redirect
+// and refuse every local socket's intranet traffic.
 // A default-route intranet (gateway sent no split-include) cannot be rejected for everyone:
 // then admitted traffic is tunnelled and other processes keep their normal routes.
 // IPv6: tunnelled when the tunnel has an IPv6 address, else admitted IPv6 toward the intranet
@@ -60,6 +62,11 @@ struct SteeringOptions {
   // Destinations always left alone: the gateway's own address (its TLS/DTLS traffic), and
   // any other address that must keep its normal route. Split-exclude prefixes are added.
   std::vector<boost::asio::ip::address> gateway_addresses;
+  // Per-process admission off: every socket counts as admitted (the cgroup match is left out
+  // of the marks, the DNS redirection and the guard), so every local process's intranet
+  // traffic is tunnelled, and refused locally while the tunnel is down. The admitted cgroup
+  // is still created: `run` and `admit` keep working, they just change nothing.
+  bool admit_all = false;
 };
 
 // Packet counts from the nft table since start (or the last tunnel state change), for

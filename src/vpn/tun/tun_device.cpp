@@ -7,7 +7,9 @@
 #include <linux/if.h>
 #include <linux/if_tun.h>
 #include <sys/ioctl.h>
+
 #include <unistd.h>
+#include <fstream>
 
 #include <cerrno>
 #include <cstring>
@@ -49,9 +51,16 @@ Result<TunDevice> TunDevice::create(const std::string& name) {
                        std::strerror(errno));
   }
   ifreq request{};
-  request.ifr_flags = IFF_TUN | IFF_NO_PI;
+  request.ifr_flags = IFF_TUN | IFF_NO_PI | IFF_NAPI;
   std::memcpy(request.ifr_name, name.data(), name.size());
-  if (::ioctl(fd, TUNSETIFF, &request) < 0) {
+  int created = ::ioctl(fd, TUNSETIFF, &request);
+  bool napi = created == 0;
+  if (created < 0 && (errno == EINVAL || errno == EPERM)) {
+    // A kernel without IFF_NAPI (before 4.15), or not allowed: packet by packet.
+    request.ifr_flags = IFF_TUN | IFF_NO_PI;
+    created = ::ioctl(fd, TUNSETIFF, &request);
+  }
+  if (created < 0) {
     int saved = errno;
     ::close(fd);
     return Error::make(ErrorCode::kIo, "TUN {}: TUNSETIFF: {}", name, std::strerror(saved));
@@ -61,13 +70,31 @@ Result<TunDevice> TunDevice::create(const std::string& name) {
     ::close(fd);
     return index.error().wrap("TUN " + name);
   }
-  return TunDevice(fd, name, *index);
+  return TunDevice(fd, name, *index, napi);
+}
+
+Status TunDevice::set_gro_flush_timeout(uint64_t nanoseconds) {
+  if (!napi_) return Error::make(ErrorCode::kUnavailable, "TUN {} has no NAPI", name_);
+  std::string dir = "/sys/class/net/" + name_;
+  int shown = -1;
+  std::ifstream(dir + "/ifindex") >> shown;
+  if (shown != ifindex_) {
+    return Error::make(ErrorCode::kUnavailable, "{} is not this network namespace's view", dir);
+  }
+  std::ofstream knob(dir + "/gro_flush_timeout");
+  knob << nanoseconds << "\n";
+  knob.flush();
+  if (!knob) {
+    return Error::make(ErrorCode::kIo, "cannot write {}/gro_flush_timeout", dir);
+  }
+  return ok();
 }
 
 TunDevice::TunDevice(TunDevice&& other) noexcept
     : fd_(std::exchange(other.fd_, -1)),
       name_(std::move(other.name_)),
-      ifindex_(std::exchange(other.ifindex_, 0)) {}
+      ifindex_(std::exchange(other.ifindex_, 0)),
+      napi_(std::exchange(other.napi_, false)) {}
 
 TunDevice& TunDevice::operator=(TunDevice&& other) noexcept {
   if (this != &other) {
@@ -75,6 +102,7 @@ TunDevice& TunDevice::operator=(TunDevice&& other) noexcept {
     fd_ = std::exchange(other.fd_, -1);
     name_ = std::move(other.name_);
     ifindex_ = std::exchange(other.ifindex_, 0);
+    napi_ = std::exchange(other.napi_, false);
   }
   return *this;
 }

@@ -1,5 +1,8 @@
 // The TUN device the tunnel reads and writes IP packets through (IFF_TUN | IFF_NO_PI: each
-// read or write is one whole IPv4 or IPv6 packet, no extra header).
+// read or write is one whole IPv4 or IPv6 packet, no extra header). Created with IFF_NAPI where
+// the kernel allows it, so that packets written to it pass through GRO: with a GRO flush
+// timeout (set_gro_flush_timeout), consecutive segments of a TCP stream written one by one
+// reach the stack as one packet, which saves most of the per-packet cost of the receive path.
 //
 // The device is not persistent: the kernel removes it, and every route through it, when the
 // last descriptor closes (also on SIGKILL). Steering keeps `prohibit` routes beside the TUN
@@ -13,6 +16,7 @@
 
 #include <boost/asio/ip/address.hpp>
 
+#include <cstdint>
 #include <string>
 
 namespace steward::vpn {
@@ -37,6 +41,14 @@ class TunDevice {
   // the TUN through the main table: only Steward's own routing table points at it.
   Status configure(const TunnelConfig& config);
 
+  // Lets GRO hold packets written to the device for up to `nanoseconds` so that the next ones
+  // of the same TCP stream can join them (a segment with PSH, a full 64 KiB packet, or the
+  // timeout sends them on). Written to /sys/class/net/<name>/gro_flush_timeout, which must be
+  // this network namespace's view (checked by ifindex). kUnavailable when the device has no
+  // NAPI or the sysfs view is another namespace's; the device works the same, packet by packet.
+  Status set_gro_flush_timeout(uint64_t nanoseconds);
+  bool napi() const { return napi_; }
+
   Status add_address(const boost::asio::ip::address& address, int prefix_length);
   Status set_mtu(int mtu);
   Status set_up(bool up);
@@ -52,11 +64,12 @@ class TunDevice {
   void close();
 
  private:
-  TunDevice(int fd, std::string name, int ifindex)
-      : fd_(fd), name_(std::move(name)), ifindex_(ifindex) {}
+  TunDevice(int fd, std::string name, int ifindex, bool napi)
+      : fd_(fd), name_(std::move(name)), ifindex_(ifindex), napi_(napi) {}
   int fd_ = -1;
   std::string name_;
   int ifindex_ = 0;
+  bool napi_ = false;
 };
 
 // Deletes the link `name` if it exists (RTM_DELLINK); ok when there is none. Used by cleanup
