@@ -251,6 +251,13 @@ def render(args, by_layout):
         "(`/proc/<pid>/schedstat`).".format(
             s["wall_s"], s["cpu"]["daemon"], s["run_queue"]["daemon"], s["cpu"]["switches"],
             s["run_queue"]["switches"]),
+    ] + ([
+        "- Layouts: in production the switches run on the hypervisor hosts, not on the "
+        "controller's machine. With the switches on a core of their own (split), Steward runs "
+        "at the floor's rate: the switches are the bottleneck. With every process on both cores "
+        "(shared), the daemon's CPU per migration (table above) is taken from the switches' "
+        "share, while the floor client needs almost none, so the floor pulls ahead.",
+    ] if others else []) + [
         "- Idle: each migration is sent with `?wait=` and the next one 10 ms after its answer; "
         "client round trip (message sent -> answer once source cleaned) p50 {:.2f} ms, p99 "
         "{:.2f} ms.".format(idle["round_trip_p50"], idle["round_trip_p99"]),
