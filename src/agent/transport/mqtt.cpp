@@ -152,8 +152,13 @@ Result<std::unique_ptr<MqttClient>> MqttClient::create(BrokerOptions options) {
     if (raw->connected_handler) raw->connected_handler();
   });
   impl->client->set_connection_lost_handler([raw](const std::string& cause) {
-    raw->log->warn("connection lost broker={} cause={}", raw->options.uri,
-                   cause.empty() ? "-" : cause);
+    // MQTT 3.1.1 gives no reason when the broker closes: a broker going down and another
+    // client taking over this client id (two agents with one terminal id) look alike.
+    raw->log->warn("connection lost broker={} client={} cause={}", raw->options.uri,
+                   raw->options.client_id,
+                   cause.empty() ? "closed by the broker (it stopped, or another client connected "
+                                   "with this client id)"
+                                 : cause);
     if (raw->lost_handler) raw->lost_handler(cause);
   });
   return std::unique_ptr<MqttClient>(new MqttClient(std::move(impl)));
