@@ -1,6 +1,7 @@
 #include "vpn/policy/admission.h"
 
 #include "core/log.h"
+#include "vpn/policy/netlink_message.h"
 #include "vpn/policy/sock_diag.h"
 
 #include <fcntl.h>
@@ -270,7 +271,7 @@ Result<int> ExecRuleWatcher::poll_once() {
       return Error::make(ErrorCode::kIo, "exec rules: receive: {}", std::strerror(errno));
     }
     int length = static_cast<int>(received);
-    for (auto* header = reinterpret_cast<nlmsghdr*>(buffer); NLMSG_OK(header, length);
+    for (auto* header = reinterpret_cast<nlmsghdr*>(buffer); netlink_message_ok(header, length);
          header = NLMSG_NEXT(header, length)) {
       auto* message = static_cast<cn_msg*>(NLMSG_DATA(header));
       if (message->id.idx != CN_IDX_PROC || message->len < sizeof(proc_event)) continue;

@@ -1,5 +1,7 @@
 #include "vpn/policy/sock_diag.h"
 
+#include "vpn/policy/netlink_message.h"
+
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
@@ -115,7 +117,7 @@ Result<std::vector<Socket>> dump(int family, int protocol) {
       return Error::make(ErrorCode::kIo, "sock_diag: receive: {}", std::strerror(errno));
     }
     int length = static_cast<int>(received);
-    for (auto* header = reinterpret_cast<nlmsghdr*>(buffer); NLMSG_OK(header, length);
+    for (auto* header = reinterpret_cast<nlmsghdr*>(buffer); netlink_message_ok(header, length);
          header = NLMSG_NEXT(header, length)) {
       if (header->nlmsg_type == NLMSG_DONE) return sockets;
       if (header->nlmsg_type == NLMSG_ERROR) {
