@@ -1,5 +1,7 @@
 #include "vpn/cstp/dtls.h"
 
+#include "vpn/cstp/openssl_error.h"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -28,15 +30,6 @@ constexpr size_t kDatagramRoom = 16 * 1024 + 512;
 constexpr size_t kMaxQueued = 1024;
 // Socket buffers: a burst of datagrams should wait in the kernel rather than be dropped.
 constexpr int kSocketBuffer = 4 << 20;
-
-std::string openssl_reason() {
-  unsigned long code = ERR_get_error();
-  if (code == 0) return "no OpenSSL error";
-  char text[256];
-  ERR_error_string_n(code, text, sizeof(text));
-  ERR_clear_error();
-  return text;
-}
 
 Result<std::vector<uint8_t>> unhex(std::string_view hex) {
   std::vector<uint8_t> bytes;

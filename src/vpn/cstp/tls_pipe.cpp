@@ -1,5 +1,7 @@
 #include "vpn/cstp/tls_pipe.h"
 
+#include "vpn/cstp/openssl_error.h"
+
 #include <sys/socket.h>
 
 #include <boost/asio/as_tuple.hpp>
@@ -21,15 +23,6 @@ constexpr size_t kReceivePerWakeup = 1024 * 1024;
 // Plaintext room per SSL_read (one record at most), and per read().
 constexpr size_t kRecordRoom = 16 * 1024;
 constexpr size_t kDecryptedPerRead = kReceivePerWakeup + kRecordRoom;
-
-std::string openssl_reason() {
-  unsigned long code = ERR_get_error();
-  if (code == 0) return "no OpenSSL error";
-  char text[256];
-  ERR_error_string_n(code, text, sizeof(text));
-  ERR_clear_error();
-  return text;
-}
 
 Error lost(std::string_view what, std::string_view why) {
   return Error::make(ErrorCode::kUnavailable, "{}: {}", what, why);
