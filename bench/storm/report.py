@@ -166,13 +166,13 @@ def render(args, by_layout):
     others = layouts[1:]
     m, idle, vs = results["machine"], results["idle"], results["vsctl"]
     s = median_round(results["steward"])
-    met = targets(results)
-    for layout in others:
-        met += [(t + " ({} layout)".format(layout), r, v, ok)
+    def in_layout(layout):
+        return " ({} layout)".format(layout) if others else ""
+
+    met = [(t + in_layout(layouts[0]), r, v, ok) for t, r, v, ok in targets(results)]
+    for layout in others:  # ovs-vsctl runs in the first layout only
+        met += [(t + in_layout(layout), r, v, ok)
                 for t, r, v, ok in targets(by_layout[layout]) if "ovs-vsctl" not in t]
-    if len(layouts) > 1:
-        met = [(t + " ({} layout)".format(layouts[0]) if "layout)" not in t else t, r, v, ok)
-               for t, r, v, ok in met]
     tag = " ({})".format(layouts[0]) if others else ""
     layout_lines = ["CPU layout: {}.".format(LAYOUTS[layouts[0]])]
     if others:
