@@ -123,6 +123,9 @@ class Run:
                                       for k, v in f["cpu_percent"].items()),
                                   f["gateway_cpu_percent"], f["channel_bytes"]["cstp"],
                                   f["channel_bytes"]["dtls"]))
+                if f["losses"]:
+                    self.progress("{}: {} losses: {}".format(label, direction, ", ".join(
+                        "{} {}".format(k, v) for k, v in sorted(f["losses"].items()))))
             ping = {"error": "not connected"}
             if client is not None:
                 marks = self.log_marks(client)

@@ -292,6 +292,35 @@ class Lab:
                 values[item["counter"]["name"]] = item["counter"]["bytes"]
         return values
 
+    def losses(self):
+        """Kernel counters of packets lost or refused, per namespace: UDP buffer overruns, TUN
+        and veth drops, TCP retransmissions. Their change over a measurement says where a
+        pipeline dropped packets (iperf3 only counts the retransmissions)."""
+        wanted = ("UdpRcvbufErrors", "UdpSndbufErrors", "UdpInErrors", "IpOutDiscards",
+                  "IpInDiscards", "TcpExtTCPBacklogDrop", "TcpExtTCPRcvQDrop",
+                  "TcpExtTCPOFOQueue", "TcpRetransSegs")
+        values = {}
+        for where, ns in (("client", self.client_ns), ("gateway", self.gateway_ns),
+                          ("intranet", self.intranet_ns)):
+            out = procs.run(self.exec_in(ns, ["nstat", "-asz", "--json"]), check=False)
+            try:
+                counters = json.loads(out).get("kernel", {})
+            except ValueError:
+                counters = {}
+            for name in wanted:
+                values["{} {}".format(where, name)] = counters.get(name, 0)
+            out = procs.run(self.exec_in(ns, ["ip", "-j", "-s", "link"]), check=False)
+            try:
+                links = json.loads(out)
+            except ValueError:
+                links = []
+            for link in links:
+                stats = link.get("stats64", {})
+                for way in ("rx", "tx"):
+                    values["{} {} {} dropped".format(where, link["ifname"], way)] = stats.get(
+                        way, {}).get("dropped", 0)
+        return values
+
     def block_dtls(self, blocked):
         """CSTP only: datagrams to ocserv's UDP port are dropped before ocserv sees them."""
         t = NFT_TABLE

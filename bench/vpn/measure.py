@@ -39,12 +39,14 @@ def iperf(lab, client, seconds, reverse):
     cpu_before, gateway_before, waited_before = _cpu(pids), lab.gateway_cpu_seconds(), _waited(
         pids)
     counters_before = lab.counters()
+    losses_before = lab.losses()
     started = time.monotonic()
     done = client.run(argv, timeout=seconds + 60)
     wall = time.monotonic() - started
     cpu_after, gateway_after, waited_after = _cpu(pids), lab.gateway_cpu_seconds(), _waited(
         pids)
     counters_after = lab.counters()
+    losses_after = lab.losses()
     text = done.stdout.decode(errors="replace")
     try:
         result = json.loads(text)
@@ -68,6 +70,9 @@ def iperf(lab, client, seconds, reverse):
         "gateway_cpu_percent": (gateway_after - gateway_before) / wall * 100,
         "channel_bytes": {name: counters_after.get(name, 0) - counters_before.get(name, 0)
                           for name in ("cstp", "dtls")},
+        "losses": {name: value - losses_before.get(name, 0)
+                   for name, value in losses_after.items()
+                   if value - losses_before.get(name, 0) > 0},
     }
     return figures
 
