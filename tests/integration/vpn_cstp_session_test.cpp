@@ -12,6 +12,10 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <array>
 #include <atomic>
 
 namespace steward::testing {
@@ -146,6 +150,34 @@ TEST_F(VpnSessionTest, PasswordLoginOpensTunnelWithGatewayConfiguration) {
   EXPECT_EQ(config.dpd, std::chrono::seconds(gateway_options_.dpd_seconds));
   EXPECT_EQ(config.keepalive, std::chrono::seconds(gateway_options_.keepalive_seconds));
   expect_ping(runner);
+}
+
+// The gateway sizes the tunnel MTU from the base MTU the client announces: by default the
+// path MTU of the TLS connection (the lab's veth: 1500), as openconnect does.
+TEST_F(VpnSessionTest, TunnelMtuFollowsThePathToTheGateway) {
+  start_gateway();
+  auto tunnel_mtu = [&](int base_mtu) {
+    auto session_options = options();
+    session_options.base_mtu = base_mtu;
+    SessionRunner runner(lab_->client_ns(), session_options);
+    runner.start();
+    EXPECT_TRUE(runner.wait_for(SessionState::kConnected, 10s)) << states(runner);
+    return runner.config().mtu;
+  };
+  int from_path = tunnel_mtu(0);
+  int announced_1300 = tunnel_mtu(1300);
+  EXPECT_GT(from_path, cstp::kFallbackBaseMtu - 100) << "path MTU 1500 should give a larger MTU";
+  EXPECT_LE(from_path, 1500 - 40);
+  EXPECT_LT(announced_1300, 1300);
+  EXPECT_GT(from_path, announced_1300);
+}
+
+TEST(VpnPathMtu, IsUnknownForASocketThatIsNotTcp) {
+  int socket = ::socket(AF_INET, SOCK_DGRAM, 0);
+  ASSERT_GE(socket, 0);
+  EXPECT_FALSE(cstp::path_mtu(socket));
+  ::close(socket);
+  EXPECT_FALSE(cstp::path_mtu(-1));
 }
 
 TEST_F(VpnSessionTest, CertificateLoginOpensTunnel) {
@@ -390,10 +422,14 @@ TEST_F(VpnSessionTest, AFloodOfPacketsBothWaysOverDtlsArrivesCompleteAndInOrder)
   ASSERT_TRUE(address);
   constexpr uint16_t kIdentifier = 0x6464;
   constexpr uint16_t kFlood = 100;
+  // Runs of equal sizes leave as segmentation-offload sends; a shorter packet ends a run and a
+  // longer one starts the next, so the gateway must get every datagram as it was cut.
+  constexpr std::array<size_t, 6> kSizes = {1000, 1000, 1000, 300, 1000, 1200};
+  auto size_of = [&](uint16_t seq) { return kSizes[seq % kSizes.size()]; };
   std::vector<std::vector<uint8_t>> flood;
   for (uint16_t seq = 1; seq <= kFlood; ++seq) {
-    flood.push_back(
-        icmp_echo_request(address->to_string(), VpnLab::kIntranetAddress, kIdentifier, seq, 200));
+    flood.push_back(icmp_echo_request(address->to_string(), VpnLab::kIntranetAddress, kIdentifier,
+                                      seq, size_of(seq)));
   }
   auto before = runner.counters();
   ASSERT_TRUE(runner.send_burst(flood));
@@ -407,6 +443,7 @@ TEST_F(VpnSessionTest, AFloodOfPacketsBothWaysOverDtlsArrivesCompleteAndInOrder)
   ASSERT_EQ(replies.size(), kFlood) << "gateway log:\n" << lab_->gateway_log();
   for (uint16_t seq = 1; seq <= kFlood; ++seq) {
     EXPECT_TRUE(is_icmp_echo_reply(replies[seq - 1], kIdentifier, seq)) << "reply #" << seq;
+    EXPECT_EQ(replies[seq - 1].size(), 20u + 8u + size_of(seq)) << "reply #" << seq;
   }
   auto after = runner.counters();
   EXPECT_EQ(after.dtls.tx_packets - before.dtls.tx_packets, kFlood);

@@ -183,12 +183,12 @@ TEST_F(VpnEndToEnd, RunReachesTheIntranetOverTcpAndUdpAndSoDoesItsGrandchild) {
 
   // The command's exit code is `run`'s.
   EXPECT_EQ(daemon_->run_admitted("exit 7").exit_code, 7);
-  // Packets written to the TUN pass through GRO, held up to 50 us for the rest of their stream.
+  // Packets written to the TUN pass through GRO, held up to 500 us for the rest of their stream.
   auto gro = VpnLab::exec_in(
       lab_->client_ns(),
       fmt::format("cat /sys/class/net/{}/gro_flush_timeout", VpnDaemonProcess::kTun));
   ASSERT_TRUE(gro) << gro.error().message;
-  EXPECT_EQ(gro->substr(0, gro->find_last_not_of(" \n") + 1), "50000") << *gro;
+  EXPECT_EQ(gro->substr(0, gro->find_last_not_of(" \n") + 1), "500000") << *gro;
   expect_no_leak(*outside);
 
   auto after = daemon_->status();

@@ -10,6 +10,7 @@
 #include <openssl/err.h>
 #include <openssl/rand.h>
 
+#include <netinet/udp.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -28,6 +29,10 @@ constexpr std::string_view kPskIdentity = "psk";
 constexpr size_t kBatch = 64;
 constexpr size_t kDatagramRoom = 16 * 1024 + 512;
 constexpr size_t kMaxQueued = 1024;
+// A segmentation-offload send carries at most this many datagrams (the kernel's UDP_MAX_SEGMENTS
+// before 6.13) and this many bytes (an IPv4 datagram's payload): about 44 full-size packets.
+constexpr size_t kMaxSegments = 64;
+constexpr size_t kMaxSegmentedBytes = 65507;
 // Socket buffers: a burst of datagrams should wait in the kernel rather than be dropped.
 constexpr int kSocketBuffer = 4 << 20;
 
@@ -243,22 +248,60 @@ Status DtlsChannel::send(std::span<const uint8_t> datagram) {
   return ok();
 }
 
+size_t DtlsChannel::outgoing_begin(size_t index) const {
+  return index == 0 ? 0 : outgoing_ends_[index - 1];
+}
+
+size_t DtlsChannel::segment_run(size_t first) const {
+  if (!segmentation_) return 1;
+  size_t size = outgoing_ends_[first] - outgoing_begin(first);
+  size_t count = 1;
+  size_t bytes = size;
+  while (first + count < outgoing_ends_.size() && count < kMaxSegments) {
+    size_t next = outgoing_ends_[first + count] - outgoing_begin(first + count);
+    if (next > size || bytes + next > kMaxSegmentedBytes) break;
+    count++;
+    bytes += next;
+    if (next < size) break;  // a shorter one ends the run
+  }
+  return count;
+}
+
 void DtlsChannel::flush() {
   std::array<mmsghdr, kBatch> messages{};
   std::array<iovec, kBatch> pieces{};
+  std::array<size_t, kBatch> datagrams{};
+  struct alignas(cmsghdr) Control {
+    char bytes[CMSG_SPACE(sizeof(uint16_t))];
+  };
+  std::array<Control, kBatch> controls{};
   while (ssl_ != nullptr && sent_ < outgoing_ends_.size()) {
-    size_t count = std::min(kBatch, outgoing_ends_.size() - sent_);
-    for (size_t i = 0; i < count; ++i) {
-      size_t begin = sent_ + i == 0 ? 0 : outgoing_ends_[sent_ + i - 1];
-      pieces[i] = iovec{outgoing_.data() + begin, outgoing_ends_[sent_ + i] - begin};
-      messages[i] = mmsghdr{};
-      messages[i].msg_hdr.msg_iov = &pieces[i];
-      messages[i].msg_hdr.msg_iovlen = 1;
+    size_t count = 0;
+    for (size_t next = sent_; count < kBatch && next < outgoing_ends_.size(); ++count) {
+      size_t run = segment_run(next);
+      size_t begin = outgoing_begin(next);
+      pieces[count] = iovec{outgoing_.data() + begin, outgoing_ends_[next + run - 1] - begin};
+      messages[count] = mmsghdr{};
+      messages[count].msg_hdr.msg_iov = &pieces[count];
+      messages[count].msg_hdr.msg_iovlen = 1;
+      if (run > 1) {
+        messages[count].msg_hdr.msg_control = controls[count].bytes;
+        messages[count].msg_hdr.msg_controllen = sizeof(controls[count].bytes);
+        cmsghdr* header = CMSG_FIRSTHDR(&messages[count].msg_hdr);
+        header->cmsg_level = SOL_UDP;
+        header->cmsg_type = UDP_SEGMENT;
+        header->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+        auto segment = static_cast<uint16_t>(outgoing_ends_[next] - begin);
+        std::memcpy(CMSG_DATA(header), &segment, sizeof(segment));
+      }
+      datagrams[count] = run;
+      next += run;
     }
     int done = ::sendmmsg(socket_.native_handle(), messages.data(), static_cast<unsigned>(count),
                           MSG_DONTWAIT);
     if (done > 0) {
-      sent_ += static_cast<size_t>(done);
+      for (size_t i = 0; i < static_cast<size_t>(done); ++i)
+        sent_ += datagrams[i];
       continue;
     }
     if (done < 0 && errno == EINTR) continue;
@@ -275,9 +318,14 @@ void DtlsChannel::flush() {
                          });
       return;
     }
-    // Refused by the kernel (no route, port unreachable): this datagram is lost.
-    dropped_++;
-    sent_++;
+    if (done < 0 && datagrams[0] > 1 && (errno == EIO || errno == EINVAL || errno == ENOPROTOOPT)) {
+      // No segmentation offload on this kernel or route: datagram by datagram from now on.
+      segmentation_ = false;
+      continue;
+    }
+    // Refused by the kernel (no route, port unreachable): these datagrams are lost.
+    dropped_ += datagrams[0];
+    sent_ += datagrams[0];
   }
   if (sent_ == outgoing_ends_.size()) {
     outgoing_.clear();

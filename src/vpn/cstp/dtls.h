@@ -62,6 +62,10 @@ class DtlsChannel {
   DtlsChannel(const boost::asio::any_io_executor& executor);
   Status use_memory_buffers();
   void queue_output();
+  // The start of datagram `index` of the send queue, and how many datagrams from it can leave
+  // as one UDP segmentation-offload send (equal sizes; the last of the run may be shorter).
+  size_t outgoing_begin(size_t index) const;
+  size_t segment_run(size_t first) const;
   // Moves up to a batch of datagrams from the socket into incoming_; how many (0: none now).
   Result<size_t> receive_batch();
 
@@ -79,6 +83,9 @@ class DtlsChannel {
   std::vector<size_t> outgoing_ends_;
   size_t sent_ = 0;
   bool waiting_writable_ = false;
+  // Runs of equal datagrams leave as one send with UDP_SEGMENT (the kernel cuts them): off
+  // after the kernel refuses it once.
+  bool segmentation_ = true;
   uint64_t dropped_ = 0;
   // Datagrams received by the last recvmmsg(), `next_` of them decrypted.
   std::vector<uint8_t> incoming_;

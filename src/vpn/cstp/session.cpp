@@ -18,7 +18,12 @@
 
 #include <openssl/rand.h>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <atomic>
+#include <cstddef>
 #include <cstring>
 #include <variant>
 
@@ -34,6 +39,19 @@ constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 constexpr size_t kMaxPendingBytes = 4 << 20;
 
 std::atomic<uint64_t> session_counter{0};
+
+}  // namespace
+
+std::optional<int> path_mtu(int tcp_socket) {
+  tcp_info info{};
+  socklen_t size = sizeof(info);
+  if (::getsockopt(tcp_socket, IPPROTO_TCP, TCP_INFO, &info, &size) != 0) return std::nullopt;
+  if (size < offsetof(tcp_info, tcpi_pmtu) + sizeof(info.tcpi_pmtu)) return std::nullopt;
+  if (info.tcpi_pmtu < 576 || info.tcpi_pmtu > 65535) return std::nullopt;
+  return static_cast<int>(info.tcpi_pmtu);
+}
+
+namespace {
 
 std::string random_hex(size_t bytes) {
   std::vector<uint8_t> random(bytes);
@@ -357,13 +375,13 @@ struct Session::Impl : std::enable_shared_from_this<Impl> {
 
   // ---- one tunnel: TLS connect and CONNECT
 
-  std::string connect_request(bool first) const {
+  std::string connect_request(bool first, int base_mtu) const {
     std::string request = fmt::format(
         "CONNECT /CSCOSSLC/tunnel HTTP/1.1\r\nHost: {}:{}\r\nUser-Agent: {}\r\n"
         "Cookie: webvpn={}\r\nX-CSTP-Version: 1\r\nX-CSTP-Hostname: {}\r\n"
         "X-CSTP-Base-MTU: {}\r\nX-CSTP-Address-Type: {}\r\nX-CSTP-Accept-Encoding: identity\r\n",
         options.url.host, options.url.port, options.user_agent, cookie.value(), options.hostname,
-        options.base_mtu, options.ipv6 ? "IPv6,IPv4" : "IPv4");
+        base_mtu, options.ipv6 ? "IPv6,IPv4" : "IPv4");
     if (options.ipv6) request += "X-CSTP-Full-IPv6-Capability: true\r\n";
     if (!first && config.address) {
       request += fmt::format("X-CSTP-Address: {}\r\n", config.address->to_string());
@@ -390,7 +408,11 @@ struct Session::Impl : std::enable_shared_from_this<Impl> {
     if (!adopted) co_return adopted.error().wrap("CONNECT");
     std::unique_ptr<TlsPipe> connect_pipe = std::move(*adopted);
 
-    if (auto sent = co_await send_request(*connect_pipe, connect_request(first)); !sent) {
+    int base_mtu = options.base_mtu > 0
+                       ? options.base_mtu
+                       : path_mtu(connection->stream->lowest_layer().native_handle())
+                             .value_or(kFallbackBaseMtu);
+    if (auto sent = co_await send_request(*connect_pipe, connect_request(first, base_mtu)); !sent) {
       co_return sent.error().wrap("CONNECT");
     }
     auto head = co_await read_reply_head(*connect_pipe, connection->buffer);

@@ -59,15 +59,24 @@ struct SessionCounters {
   uint64_t dropped_congested = 0;   // packets dropped because the TLS stream was backed up
 };
 
+// The base MTU announced when the path's is unknown (a 1500-byte path less PPPoE and similar).
+inline constexpr int kFallbackBaseMtu = 1406;
+
+// The path MTU the kernel knows for a connected TCP socket (TCP_INFO), when it is plausible.
+std::optional<int> path_mtu(int tcp_socket);
+
 struct SessionOptions {
   GatewayUrl url;
   TlsOptions tls;
   Credentials credentials;
   std::string user_agent = "Open AnyConnect VPN Agent v9.01";
   std::string hostname = "steward";  // X-CSTP-Hostname
-  int base_mtu = 1406;               // X-CSTP-Base-MTU: what the client's path can carry
-  bool ipv6 = true;                  // ask for IPv6 too (X-CSTP-Address-Type)
-  bool dtls = true;                  // try the DTLS data channel when the gateway offers it
+  // X-CSTP-Base-MTU, what the client's path to the gateway can carry; the gateway sizes the
+  // tunnel MTU from it. 0: the path MTU the kernel knows for the TLS connection (TCP_INFO), or
+  // kFallbackBaseMtu when it knows none.
+  int base_mtu = 0;
+  bool ipv6 = true;  // ask for IPv6 too (X-CSTP-Address-Type)
+  bool dtls = true;  // try the DTLS data channel when the gateway offers it
   std::chrono::seconds dtls_handshake_timeout{3};
   // Used when the gateway sends no X-CSTP-DPD; the gateway's value wins otherwise.
   std::chrono::seconds default_dpd{30};
