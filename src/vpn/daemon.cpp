@@ -10,6 +10,7 @@
 #include "vpn/policy/admission.h"
 #include "vpn/policy/flow_check.h"
 #include "vpn/steering/steering.h"
+#include "vpn/tun/offload.h"
 #include "vpn/tun/tun_device.h"
 
 #include <fcntl.h>
@@ -132,6 +133,8 @@ class Daemon {
   void close_tun();
   void read_tun();
   bool drain_tun();  // false when the TUN failed (the daemon is then stopping)
+  // One read from the TUN: cut into wire packets first when the device offloads.
+  void forward_read(size_t size);
   void forward_from_tun(std::span<const uint8_t> packet);
   bool pass_flow_check(std::span<const uint8_t> packet);
   void watch_exec_rules();
@@ -158,7 +161,8 @@ class Daemon {
   std::unique_ptr<Steering> steering_;
   std::optional<TunDevice> tun_;
   std::optional<asio::posix::stream_descriptor> tun_stream_;
-  std::array<uint8_t, 65536> tun_buffer_{};
+  std::array<uint8_t, offload::kMaxRead> tun_buffer_{};
+  std::vector<uint8_t> tun_segments_;  // the packets cut from one TUN read
   std::optional<asio::ip::address_v4> tun_address_;
   std::optional<FlowCheck> flow_check_;
   FragmentDecisions fragments_;
@@ -184,6 +188,7 @@ class Daemon {
   uint64_t flow_drops_before_ = 0;  // drops of flow checks replaced by a new steering
   uint64_t send_failures_ = 0;
   uint64_t tun_write_failures_ = 0;
+  uint64_t tun_read_refusals_ = 0;  // TUN reads that offload::split() could not cut
   uint64_t admissions_ = 0;
   std::string last_error_;
 };
@@ -241,7 +246,7 @@ Status Daemon::start() {
   callbacks.on_state = [this](SessionState state, const Error* error) { on_state(state, error); };
   callbacks.on_packet = [this](std::span<const uint8_t> packet) {
     if (!tun_) return;
-    if (::write(tun_->fd(), packet.data(), packet.size()) < 0) tun_write_failures_++;
+    if (!tun_->write_packet(packet)) tun_write_failures_++;
   };
   callbacks.on_address_change = [this](const TunnelConfig& before, const TunnelConfig& after) {
     address_changes_++;
@@ -376,7 +381,7 @@ Status Daemon::open_tun(const TunnelConfig& tunnel) {
   entry.kind = LedgerEntry::Kind::kTun;
   entry.name = config_.tun_name;
   if (auto recorded = steering_->ledger().record(entry); !recorded) return recorded;
-  auto tun = TunDevice::create(config_.tun_name);
+  auto tun = TunDevice::create(config_.tun_name, /*offload=*/true);
   if (!tun) {
     // A link of that name that is not ours must survive our cleanup.
     if (tun.error().code == ErrorCode::kAlreadyExists) (void)steering_->ledger().forget_last();
@@ -424,7 +429,7 @@ void Daemon::read_tun() {
       log_->error("tun read failed: {}", ec.message());
       return fail_kernel(Error::make(ErrorCode::kIo, "tun {}: {}", config_.tun_name, ec.message()));
     }
-    forward_from_tun(std::span<const uint8_t>(tun_buffer_.data(), size));
+    forward_read(size);
     // Whatever else the kernel queued goes in the same turn (the descriptor is non-blocking):
     // the session then sends the whole batch at once.
     if (!drain_tun()) return;
@@ -436,7 +441,7 @@ bool Daemon::drain_tun() {
   for (int count = 1; count < kTunBatch; ++count) {
     ssize_t size = ::read(tun_stream_->native_handle(), tun_buffer_.data(), tun_buffer_.size());
     if (size > 0) {
-      forward_from_tun(std::span<const uint8_t>(tun_buffer_.data(), static_cast<size_t>(size)));
+      forward_read(static_cast<size_t>(size));
       continue;
     }
     if (size < 0 && errno == EINTR) continue;
@@ -447,6 +452,16 @@ bool Daemon::drain_tun() {
     return false;
   }
   return true;
+}
+
+void Daemon::forward_read(size_t size) {
+  if (!tun_->vnet_header()) {
+    return forward_from_tun(std::span<const uint8_t>(tun_buffer_.data(), size));
+  }
+  auto cut = offload::split(std::span<uint8_t>(tun_buffer_.data(), size), tun_segments_,
+                            [this](std::span<const uint8_t> packet) { forward_from_tun(packet); });
+  if (!cut && tun_read_refusals_++ == 0)
+    log_->warn("tun={} {}", config_.tun_name, cut.error().message);
 }
 
 void Daemon::forward_from_tun(std::span<const uint8_t> packet) {
@@ -618,6 +633,7 @@ json::object Daemon::status() const {
                    {"last_address_change", last_address_change_},
                    {"send_failures", send_failures_},
                    {"tun_write_failures", tun_write_failures_},
+                   {"tun_read_refusals", tun_read_refusals_},
                    {"last_error", last_error_}};
   out["address"] = tunnel.address ? tunnel.address->to_string() : "";
   out["address6"] = tunnel.address6 ? tunnel.address6->to_string() : "";

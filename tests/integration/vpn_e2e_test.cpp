@@ -42,6 +42,13 @@ std::string echo_command(size_t size) {
                      VpnLab::kIntranetAddress, size);
 }
 
+// The TCP upload client of tests/support/vpn_e2e.cpp: exit 0 when the intranet's sink got
+// exactly the `size` bytes sent.
+std::string upload_command(size_t size) {
+  return fmt::format("/usr/bin/python3 {}/upload_client.py {} 9 {}", lab_dir(),
+                     VpnLab::kIntranetAddress, size);
+}
+
 std::string curl(const std::string& path, const std::string& extra = "") {
   return fmt::format("curl -sS --max-time 3 {} http://{}/{}", extra, VpnLab::kIntranetAddress,
                      path);
@@ -452,9 +459,16 @@ TEST_F(VpnEndToEnd, PacketsLargerThanTheTunnelMtuStillGetThrough) {
   EXPECT_EQ(big.exit_code, 0) << big.output << daemon_->log();
   EXPECT_NE(big.output.find(std::to_string(IntranetServices::kBigSize)), std::string::npos)
       << big.output;
+  // TCP the other way: the stack hands the TUN 64 KiB segments (segmentation offload), which
+  // Steward cuts to the MTU; 4 MB arrive whole, and no read was refused.
+  auto upload = daemon_->run_admitted(upload_command(4'000'000));
+  EXPECT_EQ(upload.exit_code, 0) << upload.output << daemon_->log();
   // UDP: a datagram larger than the MTU is fragmented before the TUN and reassembled.
   auto udp = daemon_->run_admitted(echo(static_cast<size_t>(mtu) * 2));
   EXPECT_EQ(udp.exit_code, 0) << udp.output << daemon_->log();
+  auto after = daemon_->status();
+  ASSERT_TRUE(after) << after.error().message;
+  EXPECT_EQ(number(*after, "tun_read_refusals"), 0u) << daemon_->log();
   expect_no_leak(*outside);
 }
 

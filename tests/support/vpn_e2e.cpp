@@ -101,6 +101,40 @@ print("udp echo failed:", last if 'last' in dir() else 'mismatch')
 sys.exit(1)
 )";
 
+// TCP sink: reads a connection to its end, answers with the byte count and their SHA-256.
+constexpr const char* kSinkServer = R"(import hashlib, socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(8)
+while True:
+    c, _ = s.accept()
+    digest, count = hashlib.sha256(), 0
+    while True:
+        data = c.recv(1 << 16)
+        if not data:
+            break
+        digest.update(data)
+        count += len(data)
+    c.sendall("{} {}\n".format(count, digest.hexdigest()).encode())
+    c.close()
+)";
+
+// Uploads `size` bytes to the sink in large writes (the stack sends them as 64 KiB segments
+// where the device allows), exit 0 when the sink saw exactly those bytes.
+constexpr const char* kUploadClient = R"(import hashlib, socket, sys
+host, port, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+block = bytes((i * 7 + i // 251) % 256 for i in range(1 << 16))
+payload = (block * (size // len(block) + 1))[:size]
+s = socket.create_connection((host, port), timeout=10)
+s.sendall(payload)
+s.shutdown(socket.SHUT_WR)
+answer = s.makefile().readline().split()
+expected = [str(size), hashlib.sha256(payload).hexdigest()]
+print("upload", "ok" if answer == expected else "mismatch", answer)
+sys.exit(0 if answer == expected else 1)
+)";
+
 }  // namespace
 
 // ---- IntranetServices
@@ -118,6 +152,10 @@ Result<std::unique_ptr<IntranetServices>> IntranetServices::start(const VpnLab& 
     return written.error();
   if (auto written = write_file(lab.dir() + "/echo_client.py", kEchoClient); !written)
     return written.error();
+  if (auto written = write_file(lab.dir() + "/sink_server.py", kSinkServer); !written)
+    return written.error();
+  if (auto written = write_file(lab.dir() + "/upload_client.py", kUploadClient); !written)
+    return written.error();
 
   std::string http_log = lab.dir() + "/http.log";
   auto http = VpnLab::spawn_in(
@@ -134,6 +172,13 @@ Result<std::unique_ptr<IntranetServices>> IntranetServices::start(const VpnLab& 
   if (!echo) return echo.error();
   services->echo_ = std::move(*echo);
   if (auto up = wait_listening(ns, "u", 7, services->echo_, echo_log); !up) return up.error();
+
+  std::string sink_log = lab.dir() + "/sink.log";
+  auto sink = VpnLab::spawn_in(
+      ns, {kPython, lab.dir() + "/sink_server.py", VpnLab::kIntranetAddress, "9"}, sink_log);
+  if (!sink) return sink.error();
+  services->sink_ = std::move(*sink);
+  if (auto up = wait_listening(ns, "t", 9, services->sink_, sink_log); !up) return up.error();
 
   std::string dns_log = lab.dir() + "/dnsmasq.log";
   auto dns = VpnLab::spawn_in(

@@ -33,7 +33,7 @@ class IntranetServices {
   static Result<std::unique_ptr<IntranetServices>> start(const VpnLab& lab);
 
  private:
-  NsProcess http_, echo_, dns_;
+  NsProcess http_, echo_, sink_, dns_;
 };
 
 // tcpdump on the client's outside link (c0), all packets, into a pcap file.

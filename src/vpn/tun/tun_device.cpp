@@ -2,15 +2,18 @@
 
 #include "core/log.h"
 #include "vpn/steering/rtnl.h"
+#include "vpn/tun/offload.h"
 
 #include <fcntl.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
 #include <sys/ioctl.h>
+#include <sys/uio.h>
 
 #include <unistd.h>
 #include <fstream>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -37,7 +40,7 @@ void loosen_reverse_path_filter(const std::string& name) {
 
 }  // namespace
 
-Result<TunDevice> TunDevice::create(const std::string& name) {
+Result<TunDevice> TunDevice::create(const std::string& name, bool offload) {
   if (name.empty() || name.size() >= IFNAMSIZ) {
     return Error::make(ErrorCode::kInvalidArgument, "TUN name '{}' must be 1..{} bytes", name,
                        IFNAMSIZ - 1);
@@ -51,13 +54,14 @@ Result<TunDevice> TunDevice::create(const std::string& name) {
                        std::strerror(errno));
   }
   ifreq request{};
-  request.ifr_flags = IFF_TUN | IFF_NO_PI | IFF_NAPI;
+  const short vnet = offload ? IFF_VNET_HDR : 0;
+  request.ifr_flags = IFF_TUN | IFF_NO_PI | IFF_NAPI | vnet;
   std::memcpy(request.ifr_name, name.data(), name.size());
   int created = ::ioctl(fd, TUNSETIFF, &request);
   bool napi = created == 0;
   if (created < 0 && (errno == EINVAL || errno == EPERM)) {
     // A kernel without IFF_NAPI (before 4.15), or not allowed: packet by packet.
-    request.ifr_flags = IFF_TUN | IFF_NO_PI;
+    request.ifr_flags = IFF_TUN | IFF_NO_PI | vnet;
     created = ::ioctl(fd, TUNSETIFF, &request);
   }
   if (created < 0) {
@@ -65,12 +69,22 @@ Result<TunDevice> TunDevice::create(const std::string& name) {
     ::close(fd);
     return Error::make(ErrorCode::kIo, "TUN {}: TUNSETIFF: {}", name, std::strerror(saved));
   }
+  bool offloads = false;
+  if (offload) {
+    // Checksums and TCP segmentation left to the reader; no UDP segmentation, no ECN.
+    unsigned long wanted = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+    offloads = ::ioctl(fd, TUNSETOFFLOAD, wanted) == 0;
+    if (!offloads) {
+      log::get("vpn")->info("tun={} no segmentation offload ({}): packet by packet", name,
+                            std::strerror(errno));
+    }
+  }
   auto index = rtnl::link_index(name);
   if (!index) {
     ::close(fd);
     return index.error().wrap("TUN " + name);
   }
-  return TunDevice(fd, name, *index, napi);
+  return TunDevice(fd, name, *index, napi, offload, offloads);
 }
 
 Status TunDevice::set_gro_flush_timeout(uint64_t nanoseconds) {
@@ -94,7 +108,9 @@ TunDevice::TunDevice(TunDevice&& other) noexcept
     : fd_(std::exchange(other.fd_, -1)),
       name_(std::move(other.name_)),
       ifindex_(std::exchange(other.ifindex_, 0)),
-      napi_(std::exchange(other.napi_, false)) {}
+      napi_(std::exchange(other.napi_, false)),
+      vnet_header_(std::exchange(other.vnet_header_, false)),
+      offloads_(std::exchange(other.offloads_, false)) {}
 
 TunDevice& TunDevice::operator=(TunDevice&& other) noexcept {
   if (this != &other) {
@@ -103,12 +119,22 @@ TunDevice& TunDevice::operator=(TunDevice&& other) noexcept {
     name_ = std::move(other.name_);
     ifindex_ = std::exchange(other.ifindex_, 0);
     napi_ = std::exchange(other.napi_, false);
+    vnet_header_ = std::exchange(other.vnet_header_, false);
+    offloads_ = std::exchange(other.offloads_, false);
   }
   return *this;
 }
 
 TunDevice::~TunDevice() {
   close();
+}
+
+bool TunDevice::write_packet(std::span<const uint8_t> packet) const {
+  if (!vnet_header_) return ::write(fd_, packet.data(), packet.size()) >= 0;
+  std::array<iovec, 2> pieces{
+      iovec{const_cast<offload::VnetHeader*>(&offload::kPlainHeader), offload::kHeaderSize},
+      iovec{const_cast<uint8_t*>(packet.data()), packet.size()}};
+  return ::writev(fd_, pieces.data(), static_cast<int>(pieces.size())) >= 0;
 }
 
 void TunDevice::close() {

@@ -17,6 +17,7 @@
 #include <boost/asio/ip/address.hpp>
 
 #include <cstdint>
+#include <span>
 #include <string>
 
 namespace steward::vpn {
@@ -28,7 +29,13 @@ class TunDevice {
   // Opens /dev/net/tun and creates the device `name` (at most 15 bytes, e.g. "stw0") in the
   // calling thread's network namespace. Fails with kAlreadyExists when a link of that name
   // exists, kIo when the kernel refuses (no /dev/net/tun, no CAP_NET_ADMIN).
-  static Result<TunDevice> create(const std::string& name);
+  //
+  // With `offload`, the device also carries a virtio_net_hdr before every packet (IFF_VNET_HDR)
+  // and asks the kernel for checksum and TCP segmentation offload (tun/offload.h): reads may
+  // then be TCP super-packets of up to 64 KiB, which offload::split() cuts, and writes must go
+  // through write_packet(). When the kernel refuses the offloads, the header stays and reads
+  // are single packets.
+  static Result<TunDevice> create(const std::string& name, bool offload = false);
 
   TunDevice(TunDevice&& other) noexcept;
   TunDevice& operator=(TunDevice&& other) noexcept;
@@ -48,6 +55,14 @@ class TunDevice {
   // NAPI or the sysfs view is another namespace's; the device works the same, packet by packet.
   Status set_gro_flush_timeout(uint64_t nanoseconds);
   bool napi() const { return napi_; }
+  // Whether each read and write carries a virtio_net_hdr, and whether the kernel took the
+  // checksum and segmentation offloads.
+  bool vnet_header() const { return vnet_header_; }
+  bool offloads() const { return offloads_; }
+
+  // Writes one IP packet (with the plain virtio_net_hdr in front when the device has one).
+  // False when the kernel refused it (errno tells why).
+  bool write_packet(std::span<const uint8_t> packet) const;
 
   Status add_address(const boost::asio::ip::address& address, int prefix_length);
   Status set_mtu(int mtu);
@@ -64,12 +79,19 @@ class TunDevice {
   void close();
 
  private:
-  TunDevice(int fd, std::string name, int ifindex, bool napi)
-      : fd_(fd), name_(std::move(name)), ifindex_(ifindex), napi_(napi) {}
+  TunDevice(int fd, std::string name, int ifindex, bool napi, bool vnet_header, bool offloads)
+      : fd_(fd),
+        name_(std::move(name)),
+        ifindex_(ifindex),
+        napi_(napi),
+        vnet_header_(vnet_header),
+        offloads_(offloads) {}
   int fd_ = -1;
   std::string name_;
   int ifindex_ = 0;
   bool napi_ = false;
+  bool vnet_header_ = false;
+  bool offloads_ = false;
 };
 
 // Deletes the link `name` if it exists (RTM_DELLINK); ok when there is none. Used by cleanup
