@@ -58,6 +58,12 @@ HOW = [
     "CPU % = CPU time (user + system, `/proc/<pid>/stat`) used during the upload / its wall "
     "time; the waiting share is from `/proc/<pid>/schedstat`. iperf3 and the UDP probe are not "
     "counted.",
+    "Reading the uploads: ocserv 1.1.6's worker serves a session in one process that takes one "
+    "record or datagram per turn of its loop (worker-vpn.c) and writes each packet to its TUN, "
+    "which here also runs the intranet host's TCP receive in its context. When the client "
+    "sends faster than that, the surplus is dropped at ocserv's UDP socket over DTLS (\"ocserv "
+    "socket full\") or waits in TCP over CSTP; a client can then only win by leaving ocserv "
+    "more of the two cores, which is why the CPU column matters on this machine.",
     "UDP round trips: a Python client sends a 64-byte datagram, waits for the echo (1 s "
     "timeout, counted lost) and sends the next; 50 warm-up round trips are not counted.",
 ]
@@ -108,6 +114,42 @@ def _cpu(figures):
              for name, value in figures["cpu_percent"].items()]
     parts.append("ocserv {:.0f}".format(figures["gateway_cpu_percent"]))
     return ", ".join(parts)
+
+
+def _loss_columns(figures):
+    """Kernel loss counters of one run (lab.losses()), summed into where the packets went."""
+    losses = figures.get("losses", {})
+
+    def total(where, suffix):
+        return sum(v for k, v in losses.items() if k.startswith(where + " ") and k.endswith(suffix))
+    return [figures.get("retransmits", 0), total("gateway", "UdpRcvbufErrors"),
+            total("client", "UdpRcvbufErrors"), total("client", " dropped"),
+            total("gateway", " dropped")]
+
+
+def loss_lines(results, systems, directions):
+    """Where the packets of the median round of each measurement were lost."""
+    lines = [
+        "Losses in the median round, packets per run (kernel counters in each namespace, "
+        "`nstat` and `ip -s link`): TCP retransmissions by the sender; datagrams dropped "
+        "because a UDP socket's buffer was full (ocserv's worker, or the client's DTLS "
+        "socket); packets dropped by a device queue (the client's TUN or veth, the "
+        "gateway's TUN toward the intranet).",
+        "",
+        "| system | channel | direction | retransmitted | ocserv socket full | client "
+        "socket full | client devices | gateway devices |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for transport in ("cstp", "dtls"):
+        for system in systems:
+            for direction in directions:
+                figures = throughput(results, system, transport, direction)
+                if figures is None or "losses" not in figures:
+                    continue
+                lines.append("| {} | {} | {} | {} |".format(
+                    SHORT.get(system, system), CHANNELS[transport], direction,
+                    " | ".join(str(v) for v in _loss_columns(figures))))
+    return lines
 
 
 def _latency(results, system, transport):
@@ -230,6 +272,7 @@ def render(args, results):
                     results, system, transport, "up") or "down" not in directions else
                 "download: " + _cpu(throughput(results, system, transport, "down")),
                 _latency(results, system, transport)))
+    lines += [""] + loss_lines(results, systems, directions)
     lines += [
         "",
         "Startup: from starting the connect command in the client namespace to the first "
