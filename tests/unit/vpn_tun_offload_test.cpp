@@ -40,8 +40,8 @@ uint32_t pseudo_header_sum(const std::vector<uint8_t>& packet, uint8_t protocol,
 bool transport_checksum_valid(const std::vector<uint8_t>& packet, uint8_t protocol) {
   size_t header = packet[0] >> 4 == 4 ? static_cast<size_t>(packet[0] & 0x0f) * 4 : 40;
   size_t length = packet.size() - header;
-  return reference_sum(&packet[header], length,
-                       pseudo_header_sum(packet, protocol, length)) == 0xffff;
+  return reference_sum(&packet[header], length, pseudo_header_sum(packet, protocol, length)) ==
+         0xffff;
 }
 
 void put16(std::vector<uint8_t>& bytes, size_t at, uint16_t value) {

@@ -106,8 +106,7 @@ Status segment_tcp(std::span<const uint8_t> packet, const VnetHeader& header,
       store16(out + 2, static_cast<uint16_t>(headers + length));
       store16(out + 4, static_cast<uint16_t>(id + index));
       store16(out + 10, 0);
-      store16(out + 10,
-              fold(add_to_sum(0, std::span<const uint8_t>(out, layout->ip_header))));
+      store16(out + 10, fold(add_to_sum(0, std::span<const uint8_t>(out, layout->ip_header))));
     } else {
       store16(out + 4, static_cast<uint16_t>(layout->tcp_header + length));
     }
@@ -143,7 +142,8 @@ uint32_t add_to_sum(uint32_t sum, std::span<const uint8_t> bytes) {
   wide += tail;
   wide += wide < tail ? 1 : 0;
   uint64_t folded = (wide >> 32) + (wide & 0xffffffff);
-  while (folded >> 16) folded = (folded >> 16) + (folded & 0xffff);
+  while (folded >> 16)
+    folded = (folded >> 16) + (folded & 0xffff);
   auto value = static_cast<uint16_t>(folded);
   if constexpr (std::endian::native == std::endian::little) value = __builtin_bswap16(value);
   return sum + value;
