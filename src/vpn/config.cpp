@@ -100,7 +100,8 @@ Status read_vpn(const toml::table& table, VpnConfig& config, const std::string& 
                                               "reconnect_max_ms",
                                               "reconnect_timeout_s",
                                               "connect_timeout_s",
-                                              "flow_ttl_s"};
+                                              "flow_ttl_s",
+                                              "base_mtu"};
   if (auto status = only_known(table, known, "vpn", path); !status) return status;
   if (auto status = read_strings(table, config); !status) return status;
   // A quoted "false" must not pass for the default: this key turns per-process admission off.
@@ -115,7 +116,8 @@ Status read_vpn(const toml::table& table, VpnConfig& config, const std::string& 
                       read_duration(table, "reconnect_max_ms", config.reconnect_max, path),
                       read_duration(table, "reconnect_timeout_s", config.reconnect_timeout, path),
                       read_duration(table, "connect_timeout_s", config.connect_timeout, path),
-                      read_duration(table, "flow_ttl_s", config.flow_ttl, path)}) {
+                      read_duration(table, "flow_ttl_s", config.flow_ttl, path),
+                      read_number(table, "base_mtu", config.base_mtu, 65535, path)}) {
     if (!status) return status;
   }
   if (table.contains("exec_rules")) {
@@ -173,6 +175,9 @@ Status validate(const VpnConfig& config) {
     return Error{ErrorCode::kInvalidArgument, std::move(message)};
   };
   if (config.gateway.empty()) return bad("no gateway: set vpn.gateway or --gateway");
+  if (config.base_mtu != 0 && config.base_mtu < 576) {
+    return bad("vpn.base_mtu must be 0 (from the path) or at least 576");
+  }
   if (auto url = cstp::GatewayUrl::parse(config.gateway); !url) {
     return url.error().wrap("gateway " + config.gateway);
   }

@@ -60,6 +60,9 @@ struct VpnConfig {
   std::chrono::seconds reconnect_timeout{300};
   std::chrono::seconds connect_timeout{20};
   std::chrono::seconds flow_ttl{300};
+  // X-CSTP-Base-MTU announced to the gateway; 0: from the TLS connection's path MTU and MSS
+  // (cstp::path_mtu). A fixed value for paths that lose large packets without telling.
+  int base_mtu = 0;
 
   std::string control_socket_path() const;
   SteeringOptions steering_options() const;

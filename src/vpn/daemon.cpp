@@ -40,6 +40,10 @@ namespace {
 
 // Packets read from the TUN per wakeup before the loop gives other work a turn.
 constexpr int kTunBatch = 64;
+// And at most this many packets per turn: with segmentation offload one read holds up to ~45,
+// and a turn's packets wait for the DTLS or TLS send together (their queues hold 1024
+// datagrams and 4 MiB).
+constexpr size_t kTunPacketsPerTurn = 256;
 // How long GRO may hold a packet written to the TUN for the next segments of its TCP stream
 // (tun_device.h). A segment with PSH, as interactive traffic sends, goes on at once. Packets
 // arrive from the gateway in batches of up to 64 datagrams, about 0.7 ms apart at 1 Gbit/s: a
@@ -163,6 +167,7 @@ class Daemon {
   std::optional<asio::posix::stream_descriptor> tun_stream_;
   std::array<uint8_t, offload::kMaxRead> tun_buffer_{};
   std::vector<uint8_t> tun_segments_;  // the packets cut from one TUN read
+  size_t turn_packets_ = 0;            // packets forwarded in this turn of the TUN reader
   std::optional<asio::ip::address_v4> tun_address_;
   std::optional<FlowCheck> flow_check_;
   FragmentDecisions fragments_;
@@ -209,6 +214,7 @@ cstp::SessionOptions Daemon::session_options(const cstp::GatewayUrl& url) const 
   options.reconnect_max = config_.reconnect_max;
   options.reconnect_timeout = config_.reconnect_timeout;
   options.connect_timeout = config_.connect_timeout;
+  options.base_mtu = config_.base_mtu;
   return options;
 }
 
@@ -429,6 +435,7 @@ void Daemon::read_tun() {
       log_->error("tun read failed: {}", ec.message());
       return fail_kernel(Error::make(ErrorCode::kIo, "tun {}: {}", config_.tun_name, ec.message()));
     }
+    turn_packets_ = 0;
     forward_read(size);
     // Whatever else the kernel queued goes in the same turn (the descriptor is non-blocking):
     // the session then sends the whole batch at once.
@@ -438,7 +445,7 @@ void Daemon::read_tun() {
 }
 
 bool Daemon::drain_tun() {
-  for (int count = 1; count < kTunBatch; ++count) {
+  for (int count = 1; count < kTunBatch && turn_packets_ < kTunPacketsPerTurn; ++count) {
     ssize_t size = ::read(tun_stream_->native_handle(), tun_buffer_.data(), tun_buffer_.size());
     if (size > 0) {
       forward_read(static_cast<size_t>(size));
@@ -455,6 +462,8 @@ bool Daemon::drain_tun() {
 }
 
 void Daemon::forward_read(size_t size) {
+  // The kernel reports a packet's full length even when it did not fit (it cannot today).
+  size = std::min(size, tun_buffer_.size());
   if (!tun_->vnet_header()) {
     return forward_from_tun(std::span<const uint8_t>(tun_buffer_.data(), size));
   }
@@ -465,6 +474,7 @@ void Daemon::forward_read(size_t size) {
 }
 
 void Daemon::forward_from_tun(std::span<const uint8_t> packet) {
+  turn_packets_++;
   if (pass_flow_check(packet) && !session_->send(packet)) send_failures_++;
 }
 

@@ -84,6 +84,21 @@ TEST_F(VpnConfigFile, AdmitAllIsOffByDefaultAndReachesTheSteeringWhenSet) {
       << quoted.error().message;
 }
 
+TEST_F(VpnConfigFile, BaseMtuComesFromThePathUnlessSet) {
+  VpnConfig config;
+  EXPECT_EQ(config.base_mtu, 0);
+  ASSERT_TRUE(load_config_file(write("mtu.toml", "[vpn]\nbase_mtu = 1406\n"), config));
+  EXPECT_EQ(config.base_mtu, 1406);
+  config.gateway = "https://vpn.example.test/";
+  config.pin = "pin-sha256:abc=";
+  EXPECT_TRUE(validate(config));
+  config.base_mtu = 100;
+  auto small = validate(config);
+  ASSERT_FALSE(small);
+  EXPECT_NE(small.error().message.find("base_mtu"), std::string::npos) << small.error().message;
+  EXPECT_FALSE(load_config_file(write("big.toml", "[vpn]\nbase_mtu = 70000\n"), config));
+}
+
 TEST(VpnConfig, ValidationSaysWhatIsMissing) {
   VpnConfig config;
   auto no_gateway = validate(config);

@@ -131,6 +131,11 @@ Result<std::unique_ptr<DtlsChannel>> DtlsChannel::create(
     boost::system::error_code ignored;
     channel->socket_.set_option(asio::socket_base::receive_buffer_size(kSocketBuffer), ignored);
     channel->socket_.set_option(asio::socket_base::send_buffer_size(kSocketBuffer), ignored);
+    // A kernel before 4.18 would ignore the UDP_SEGMENT message and send a run as one large
+    // datagram: segmentation only where the socket option exists.
+    int none = 0;
+    channel->segmentation_ = ::setsockopt(channel->socket_.native_handle(), SOL_UDP, UDP_SEGMENT,
+                                          &none, sizeof(none)) == 0;
   }
   if (ec) {
     return Error::make(ErrorCode::kUnavailable, "cannot open UDP to {}:{}: {}",

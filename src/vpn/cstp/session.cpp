@@ -22,6 +22,7 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstring>
@@ -47,8 +48,20 @@ std::optional<int> path_mtu(int tcp_socket) {
   socklen_t size = sizeof(info);
   if (::getsockopt(tcp_socket, IPPROTO_TCP, TCP_INFO, &info, &size) != 0) return std::nullopt;
   if (size < offsetof(tcp_info, tcpi_pmtu) + sizeof(info.tcpi_pmtu)) return std::nullopt;
-  if (info.tcpi_pmtu < 576 || info.tcpi_pmtu > 65535) return std::nullopt;
-  return static_cast<int>(info.tcpi_pmtu);
+  sockaddr_storage local{};
+  socklen_t local_size = sizeof(local);
+  if (::getsockname(tcp_socket, reinterpret_cast<sockaddr*>(&local), &local_size) != 0) {
+    return std::nullopt;
+  }
+  // The route's MTU says what the first hop carries; the MSS the gateway's SYN-ACK allowed (after
+  // any MSS clamping on the way, as PPPoE and DS-Lite routers do) says more about the path: the
+  // smaller of the two. The sent segment size excludes the TCP options in use (timestamps).
+  int headers = (local.ss_family == AF_INET6 ? 40 : 20) + 20 +
+                ((info.tcpi_options & TCPI_OPT_TIMESTAMPS) != 0 ? 12 : 0);
+  int mtu = static_cast<int>(info.tcpi_pmtu);
+  if (info.tcpi_snd_mss > 0) mtu = std::min(mtu, static_cast<int>(info.tcpi_snd_mss) + headers);
+  if (mtu < 576 || mtu > 65535) return std::nullopt;
+  return mtu;
 }
 
 namespace {

@@ -88,6 +88,7 @@ Status segment_tcp(std::span<const uint8_t> packet, const VnetHeader& header,
   if (mss == 0) return refuse("segmentation without a segment size");
   size_t headers = layout->headers();
   size_t payload = packet.size() - headers;
+  if (headers + std::min(mss, payload) > 65535) return refuse("a segment would exceed 64 KiB");
   size_t count = payload == 0 ? 1 : (payload + mss - 1) / mss;
   scratch.resize(count * headers + payload);
   ends.clear();
@@ -138,7 +139,8 @@ uint32_t add_to_sum(uint32_t sum, std::span<const uint8_t> bytes) {
     left -= 8;
   }
   uint64_t tail = 0;
-  std::memcpy(&tail, at, left);  // an odd last byte is padded with zero, as RFC 1071 says
+  if (left > 0)
+    std::memcpy(&tail, at, left);  // an odd last byte is padded with zero, as RFC 1071 says
   wide += tail;
   wide += wide < tail ? 1 : 0;
   uint64_t folded = (wide >> 32) + (wide & 0xffffffff);

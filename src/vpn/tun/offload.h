@@ -1,6 +1,7 @@
-// What a TUN device with offloads (IFF_VNET_HDR, TUNSETOFFLOAD with TUN_F_CSUM | TUN_F_TSO4 |
-// TUN_F_TSO6) hands over, turned back into the packets a wire would carry.
+// What a TUN device with offloads (IFF_VNET_HDR, TUNSETOFFLOAD with TUN_F_CSUM | TUN_F_TSO4,
+// optionally TUN_F_TSO6) hands over, turned back into the packets a wire would carry.
 //
+// (Steward asks for TSO4 only; the IPv6 path is kept for a device that also has TSO6.)
 // With those offloads the kernel no longer cuts a local TCP stream's 64 KiB send into MTU-sized
 // segments before the TUN, nor finishes checksums: each read is a virtio_net_hdr followed by
 // either one ordinary packet, one packet whose TCP/UDP checksum holds only the pseudo-header

@@ -71,8 +71,10 @@ Result<TunDevice> TunDevice::create(const std::string& name, bool offload) {
   }
   bool offloads = false;
   if (offload) {
-    // Checksums and TCP segmentation left to the reader; no UDP segmentation, no ECN.
-    unsigned long wanted = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+    // Checksums and IPv4 TCP segmentation left to the reader; no UDP segmentation, no ECN, and
+    // no IPv6 segmentation (a socket with IPv6 extension headers would hand over super-packets
+    // this reader does not cut: the kernel keeps segmenting IPv6).
+    unsigned long wanted = TUN_F_CSUM | TUN_F_TSO4;
     offloads = ::ioctl(fd, TUNSETOFFLOAD, wanted) == 0;
     if (!offloads) {
       log::get("vpn")->info("tun={} no segmentation offload ({}): packet by packet", name,
