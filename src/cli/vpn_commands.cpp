@@ -14,8 +14,11 @@
 #include <unistd.h>
 #include <boost/json.hpp>
 
+#include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <cstring>
+#include <filesystem>
 #include <thread>
 
 namespace steward::cli {
@@ -113,20 +116,37 @@ Result<vpn::LoginSecrets> login_secrets(const vpn::VpnConfig& config) {
 // ready (exit 0) or the child has failed (its exit code).
 int connect_in_background(const vpn::VpnConfig& config, const vpn::LoginSecrets& secrets,
                           const std::string& log_file) {
+  // The log is opened here, before the fork: a daemon that cannot write its log must not keep
+  // the caller's terminal (a first run has no state directory yet: it is made, private).
+  std::error_code made;
+  auto directory = std::filesystem::path(log_file).parent_path();
+  if (!directory.empty() && std::filesystem::create_directories(directory, made)) {
+    std::filesystem::permissions(directory, std::filesystem::perms::owner_all, made);
+  }
+  int out = ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (out < 0) {
+    return fail(fmt::format("cannot open the daemon's log {}: {}", log_file, std::strerror(errno)),
+                kExitUsage);
+  }
   int ready[2];
-  if (::pipe2(ready, O_CLOEXEC) != 0) return fail("cannot create a pipe");
+  if (::pipe2(ready, O_CLOEXEC) != 0) {
+    ::close(out);
+    return fail("cannot create a pipe");
+  }
   pid_t child = ::fork();
-  if (child < 0) return fail("cannot fork");
+  if (child < 0) {
+    ::close(out);
+    ::close(ready[0]);
+    ::close(ready[1]);
+    return fail("cannot fork");
+  }
   if (child == 0) {
     ::close(ready[0]);
     ::setsid();
-    int out = ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (null >= 0) ::dup2(null, 0);
-    if (out >= 0) {
-      ::dup2(out, 1);
-      ::dup2(out, 2);
-    }
+    ::dup2(out, 1);
+    ::dup2(out, 2);
     vpn::DaemonHooks hooks;
     hooks.on_ready = [fd = ready[1]] {
       (void)!::write(fd, "r", 1);
@@ -135,6 +155,7 @@ int connect_in_background(const vpn::VpnConfig& config, const vpn::LoginSecrets&
     ::_exit(vpn::run_vpn_daemon(config, secrets, hooks));
   }
   ::close(ready[1]);
+  ::close(out);
   char byte = 0;
   ssize_t got = ::read(ready[0], &byte, 1);
   ::close(ready[0]);

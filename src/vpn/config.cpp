@@ -175,8 +175,10 @@ Status validate(const VpnConfig& config) {
     return Error{ErrorCode::kInvalidArgument, std::move(message)};
   };
   if (config.gateway.empty()) return bad("no gateway: set vpn.gateway or --gateway");
-  if (config.base_mtu != 0 && config.base_mtu < 576) {
-    return bad("vpn.base_mtu must be 0 (from the path) or at least 576");
+  if (config.base_mtu != 0 && config.base_mtu < 1280) {
+    // Below that the gateway's tunnel MTU (the base less its TLS overhead) would fall under
+    // what IPv4 hosts must accept (576 bytes) on some gateways, and under IPv6's 1280.
+    return bad("vpn.base_mtu must be 0 (from the path) or at least 1280");
   }
   if (auto url = cstp::GatewayUrl::parse(config.gateway); !url) {
     return url.error().wrap("gateway " + config.gateway);

@@ -316,9 +316,12 @@ Status VpnDaemonProcess::restart() {
 }
 
 CommandResult VpnDaemonProcess::start_background() {
+  // The log goes into a directory that does not exist yet, as on a first run: the daemon must
+  // make it and leave the caller's output (a daemon that kept it would hold this command until
+  // the timeout).
   return run_command(
       fmt::format("timeout 30 ip netns exec {} {}/src/cli/steward vpn connect --config {}/vpn.toml "
-                  "--background --log-file {}/daemon.log",
+                  "--background --log-file {}/background/daemon.log",
                   lab_.client_ns(), STEWARD_BINARY_DIR, dir_, dir_));
 }
 
@@ -400,7 +403,9 @@ std::vector<std::string> VpnDaemonProcess::leftovers() const {
 }
 
 std::string VpnDaemonProcess::log() const {
-  return read_file(dir_ + "/daemon.log");
+  std::string background = dir_ + "/background/daemon.log";
+  return read_file(dir_ + "/daemon.log") +
+         (fs::exists(background) ? "\n(background daemon)\n" + read_file(background) : "");
 }
 
 }  // namespace steward::testing

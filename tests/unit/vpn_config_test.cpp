@@ -92,7 +92,7 @@ TEST_F(VpnConfigFile, BaseMtuComesFromThePathUnlessSet) {
   config.gateway = "https://vpn.example.test/";
   config.pin = "pin-sha256:abc=";
   EXPECT_TRUE(validate(config));
-  config.base_mtu = 100;
+  config.base_mtu = 1279;
   auto small = validate(config);
   ASSERT_FALSE(small);
   EXPECT_NE(small.error().message.find("base_mtu"), std::string::npos) << small.error().message;
