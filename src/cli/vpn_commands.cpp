@@ -19,6 +19,8 @@
 #include <csignal>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <thread>
 
 namespace steward::cli {
@@ -128,6 +130,8 @@ int connect_in_background(const vpn::VpnConfig& config, const vpn::LoginSecrets&
     return fail(fmt::format("cannot open the daemon's log {}: {}", log_file, std::strerror(errno)),
                 kExitUsage);
   }
+  // Where this daemon's lines start in the log, to show them if it fails.
+  off_t log_start = ::lseek(out, 0, SEEK_END);
   int ready[2];
   if (::pipe2(ready, O_CLOEXEC) != 0) {
     ::close(out);
@@ -166,7 +170,18 @@ int connect_in_background(const vpn::VpnConfig& config, const vpn::LoginSecrets&
   int status = 0;
   ::waitpid(child, &status, 0);
   int code = WIFEXITED(status) ? WEXITSTATUS(status) : kExitFailure;
-  return fail(fmt::format("the vpn daemon did not connect (exit {}); see {}", code, log_file),
+  // What it logged says why: its last lines, here, rather than only the log's name.
+  std::string logged;
+  if (std::ifstream log(log_file); log && log_start >= 0) {
+    log.seekg(log_start);
+    logged.assign(std::istreambuf_iterator<char>(log), std::istreambuf_iterator<char>());
+    constexpr size_t kShown = 2000;
+    if (logged.size() > kShown) logged = "..." + logged.substr(logged.size() - kShown);
+    while (!logged.empty() && logged.back() == '\n')
+      logged.pop_back();
+  }
+  return fail(fmt::format("the vpn daemon did not connect (exit {}); log {}{}{}", code, log_file,
+                          logged.empty() ? "" : ":\n", logged),
               code == 0 ? kExitFailure : code);
 }
 

@@ -227,6 +227,11 @@ Status Daemon::start() {
 
   // Whatever a crashed instance left goes first: its routes would otherwise shadow ours.
   if (auto cleaned = cleanup_instance(config_.steering_options()); !cleaned) {
+    if (cleaned.error().code == ErrorCode::kConflict) {
+      return Error::make(ErrorCode::kConflict,
+                         "{} (`steward vpn status` shows it, `steward vpn disconnect` stops it)",
+                         cleaned.error().message);
+    }
     return cleaned.error().wrap("cleaning up a previous instance");
   }
 

@@ -589,6 +589,12 @@ TEST_F(VpnEndToEnd, BackgroundConnectReturnsOnceTheTunnelIsUp) {
   auto status = daemon_->status();
   EXPECT_TRUE(status && status->at("tunnel_up").as_bool());
   expect_intranet_works("background daemon");
+  // A second one for the same instance is refused, and says why and what to do.
+  auto second = daemon_->start_background();
+  EXPECT_EQ(second.exit_code, 2) << second.output;
+  EXPECT_NE(second.output.find("running in another process"), std::string::npos) << second.output;
+  EXPECT_NE(second.output.find("steward vpn disconnect"), std::string::npos) << second.output;
+  expect_intranet_works("background daemon after a refused second one");
   auto done = daemon_->vpn({"disconnect"});
   EXPECT_EQ(done.exit_code, 0) << done.output;
   // It is not this process's child: gone means no /proc entry, or a zombie left to init.
