@@ -9,6 +9,7 @@
 #include "vpn/fragments.h"
 #include "vpn/policy/admission.h"
 #include "vpn/policy/flow_check.h"
+#include "vpn/steering/ledger.h"
 #include "vpn/steering/steering.h"
 #include "vpn/tun/offload.h"
 #include "vpn/tun/tun_device.h"
@@ -225,14 +226,18 @@ Status Daemon::start() {
   if (!gateways) return gateways.error();
   gateway_addresses_ = *gateways;
 
-  // Whatever a crashed instance left goes first: its routes would otherwise shadow ours.
-  if (auto cleaned = cleanup_instance(config_.steering_options()); !cleaned) {
-    if (cleaned.error().code == ErrorCode::kConflict) {
+  // A live daemon of this instance refuses this one now, before any login. What a crashed one
+  // left stays: it keeps refusing intranet traffic while this one logs in, and Steering::start
+  // replaces it when the tunnel is up (removing it here opened a window, as long as the login,
+  // in which an admitted process's packets left by the normal route).
+  auto options = config_.steering_options();
+  if (auto held = Ledger::open(options.ledger_directory, options.instance); !held) {
+    if (held.error().code == ErrorCode::kConflict) {
       return Error::make(ErrorCode::kConflict,
                          "{} (`steward vpn status` shows it, `steward vpn disconnect` stops it)",
-                         cleaned.error().message);
+                         held.error().message);
     }
-    return cleaned.error().wrap("cleaning up a previous instance");
+    return held.error();
   }
 
   control_ = std::make_unique<ControlServer>(
