@@ -157,41 +157,37 @@ Result<std::unique_ptr<IntranetServices>> IntranetServices::start(const VpnLab& 
   if (auto written = write_file(lab.dir() + "/upload_client.py", kUploadClient); !written)
     return written.error();
 
-  std::string http_log = lab.dir() + "/http.log";
-  auto http = VpnLab::spawn_in(
-      ns,
+  // Each service: started in the intranet namespace with its own log, then waited for.
+  auto serve = [&](const std::string& name, const std::vector<std::string>& argv,
+                   const char* protocol, int port, NsProcess& into) -> Status {
+    std::string log_file = lab.dir() + "/" + name + ".log";
+    auto started = VpnLab::spawn_in(ns, argv, log_file);
+    if (!started) return started.error();
+    into = std::move(*started);
+    return wait_listening(ns, protocol, port, into, log_file);
+  };
+  Status up = serve(
+      "http",
       {kPython, "-m", "http.server", "80", "--bind", VpnLab::kIntranetAddress, "--directory", www},
-      http_log);
-  if (!http) return http.error();
-  services->http_ = std::move(*http);
-  if (auto up = wait_listening(ns, "t", 80, services->http_, http_log); !up) return up.error();
-
-  std::string echo_log = lab.dir() + "/echo.log";
-  auto echo = VpnLab::spawn_in(
-      ns, {kPython, lab.dir() + "/echo_server.py", VpnLab::kIntranetAddress, "7"}, echo_log);
-  if (!echo) return echo.error();
-  services->echo_ = std::move(*echo);
-  if (auto up = wait_listening(ns, "u", 7, services->echo_, echo_log); !up) return up.error();
-
-  std::string sink_log = lab.dir() + "/sink.log";
-  auto sink = VpnLab::spawn_in(
-      ns, {kPython, lab.dir() + "/sink_server.py", VpnLab::kIntranetAddress, "9"}, sink_log);
-  if (!sink) return sink.error();
-  services->sink_ = std::move(*sink);
-  if (auto up = wait_listening(ns, "t", 9, services->sink_, sink_log); !up) return up.error();
-
-  std::string dns_log = lab.dir() + "/dnsmasq.log";
-  auto dns = VpnLab::spawn_in(
-      ns,
-      {"/usr/sbin/dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv",
-       "--no-hosts", "--log-queries", "--log-facility=-",
-       std::string("--listen-address=") + VpnLab::kIntranetAddress, "--bind-interfaces",
-       fmt::format("--host-record={},{}", kName, VpnLab::kIntranetAddress),
-       "--pid-file=" + lab.dir() + "/dnsmasq.pid"},
-      dns_log);
-  if (!dns) return dns.error();
-  services->dns_ = std::move(*dns);
-  if (auto up = wait_listening(ns, "u", 53, services->dns_, dns_log); !up) return up.error();
+      "t", 80, services->http_);
+  if (up) {
+    up = serve("echo", {kPython, lab.dir() + "/echo_server.py", VpnLab::kIntranetAddress, "7"}, "u",
+               7, services->echo_);
+  }
+  if (up) {
+    up = serve("sink", {kPython, lab.dir() + "/sink_server.py", VpnLab::kIntranetAddress, "9"}, "t",
+               9, services->sink_);
+  }
+  if (up) {
+    up = serve("dnsmasq",
+               {"/usr/sbin/dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv",
+                "--no-hosts", "--log-queries", "--log-facility=-",
+                std::string("--listen-address=") + VpnLab::kIntranetAddress, "--bind-interfaces",
+                fmt::format("--host-record={},{}", kName, VpnLab::kIntranetAddress),
+                "--pid-file=" + lab.dir() + "/dnsmasq.pid"},
+               "u", 53, services->dns_);
+  }
+  if (!up) return up.error();
   return services;
 }
 
