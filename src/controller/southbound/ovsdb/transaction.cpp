@@ -17,17 +17,26 @@ using controller::Vm;
 
 constexpr int kMaxVlan = 4095;
 
+// A "where" of one condition: [[column, function, value]]. Built by hand, because
+// json::array{json::array{...}} is one level deep or two depending on the compiler (clang takes
+// the single braced element as a copy, gcc as the one element of a new list).
+json::array where_one(json::array condition) {
+  json::array where;
+  where.emplace_back(std::move(condition));
+  return where;
+}
+
 json::array where_uuid(std::string_view uuid) {
-  return json::array{json::array{"_uuid", "==", uuid_value(uuid)}};
+  return where_one({"_uuid", "==", uuid_value(uuid)});
 }
 
 json::value owner_condition(const std::string& owner) {
   std::map<std::string, std::string> marker{{controller::kOwnerKey, owner}};
-  return json::array{json::array{"external_ids", "includes", string_map_value(marker)}};
+  return where_one({"external_ids", "includes", string_map_value(marker)});
 }
 
 json::value table_condition(Table table, const std::string& bridge, const std::string& owner) {
-  if (table == Table::kBridge) return json::array{json::array{"name", "==", bridge}};
+  if (table == Table::kBridge) return where_one({"name", "==", bridge});
   return owner_condition(owner);
 }
 
