@@ -356,6 +356,9 @@ void print_status(const json::object& status) {
              number(status, "reconnects"), number(status, "reauthentications"),
              number(status, "address_changes"));
   fmt::print("flow check:   {} dropped\n", number(status.at("flow_check").as_object(), "drops"));
+  fmt::print("failures:     send {}  tun write {}  tun read refused {}  dtls given up {}\n",
+             number(status, "send_failures"), number(status, "tun_write_failures"),
+             number(status, "tun_read_refusals"), number(status, "dtls_failures"));
   const auto* admit_all = status.if_contains("admit_all");
   if (admit_all && admit_all->is_bool() && admit_all->get_bool()) {
     fmt::print("admission:    off, every process's intranet traffic is tunnelled (admit_all)\n");

@@ -714,6 +714,13 @@ std::string Daemon::render_metrics() {
       .set({}, static_cast<double>(now["flow_check"].as_object()["drops"].to_number<double>()));
   metrics_.counter("steward_vpn_dropped_while_down_total", "Packets refused while reconnecting")
       .set({}, static_cast<double>(counters.dropped_while_down));
+  metrics_.counter("steward_vpn_dtls_failures_total", "DTLS channels given up (data over CSTP)")
+      .set({}, static_cast<double>(counters.dtls_failures));
+  auto& failures = metrics_.counter("steward_vpn_data_failures_total",
+                                    "Packets lost inside Steward, by where (should stay 0)");
+  failures.set({{"where", "send"}}, static_cast<double>(send_failures_));
+  failures.set({{"where", "tun_write"}}, static_cast<double>(tun_write_failures_));
+  failures.set({{"where", "tun_read_refused"}}, static_cast<double>(tun_read_refusals_));
   metrics_.counter("steward_vpn_admissions_total", "Processes admitted (run, admit, exec rules)")
       .set({}, static_cast<double>(admissions_));
   metrics_.gauge("steward_vpn_admitted_processes", "Processes in the admitted cgroup")

@@ -10,6 +10,7 @@
 #include "vpn/cstp/tls.h"
 #include "vpn/cstp/tunnel_config.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <boost/json.hpp>
 
@@ -218,6 +219,16 @@ TEST_F(VpnEndToEnd, RunReachesTheIntranetOverTcpAndUdpAndSoDoesItsGrandchild) {
   ASSERT_TRUE(metrics) << metrics.error().message;
   EXPECT_NE(metrics->find("steward_vpn_tunnel_up 1"), std::string::npos) << *metrics;
   EXPECT_NE(metrics->find("steward_vpn_packets_total{channel=\""), std::string::npos);
+  // Nothing was lost inside Steward on the way, and the counters that would say so are there.
+  for (const char* where : {"send", "tun_write", "tun_read_refused"}) {
+    EXPECT_NE(
+        metrics->find(fmt::format("steward_vpn_data_failures_total{{where=\"{}\"}} 0", where)),
+        std::string::npos)
+        << *metrics;
+  }
+  EXPECT_NE(text.output.find("failures:     send 0  tun write 0  tun read refused 0"),
+            std::string::npos)
+      << text.output;
   auto health = VpnLab::exec_in(lab_->client_ns(),
                                 "curl -sS -f --max-time 3 http://127.0.0.1:" + port + "/healthz");
   EXPECT_TRUE(health) << health.error().message;
