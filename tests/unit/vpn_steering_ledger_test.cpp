@@ -76,6 +76,44 @@ TEST_F(LedgerFile, ForgetLastDropsOnlyTheNewestEntry) {
   EXPECT_EQ(entries->front().text, "198.18.4.0/24");
 }
 
+TEST_F(LedgerFile, ForgetDropsEveryCopyOfOneEntryAndKeepsTheOrderOfTheRest) {
+  auto ledger = Ledger::open(directory_, "work");
+  ASSERT_TRUE(ledger);
+  for (const char* prefix : {"198.18.4.0/24", "198.18.6.0/24", "198.18.4.0/24", "198.18.7.0/24"})
+    ASSERT_TRUE(ledger->record(route(prefix)));
+  ASSERT_TRUE(ledger->forget(route("198.18.4.0/24")));
+  ASSERT_TRUE(ledger->forget(route("198.18.9.0/24")));  // not listed: nothing changes
+  auto entries = ledger->entries();
+  ASSERT_TRUE(entries);
+  ASSERT_EQ(entries->size(), 2u);
+  EXPECT_EQ((*entries)[0], route("198.18.6.0/24"));
+  EXPECT_EQ((*entries)[1], route("198.18.7.0/24"));
+  EXPECT_FALSE(std::filesystem::exists(ledger->path() + ".new"));
+}
+
+TEST_F(LedgerFile, CleanupLeavesAKeptEntryListedAndRemovesTheRest) {
+  // nft tables that do not exist: removing them is a no-op that succeeds.
+  auto table = [](const std::string& name) {
+    LedgerEntry entry;
+    entry.kind = LedgerEntry::Kind::kNftTable;
+    entry.name = "inet " + name;
+    return entry;
+  };
+  auto ledger = Ledger::open(directory_, "work");
+  ASSERT_TRUE(ledger);
+  ASSERT_TRUE(ledger->record(table("steward_unit_absent")));
+  ASSERT_TRUE(ledger->record(table("steward_unit_absent_handover")));
+  ASSERT_TRUE(ledger->record(table("steward_unit_absent_2")));
+  EXPECT_TRUE(cleanup_from_ledger(*ledger, {table("steward_unit_absent_handover")}));
+  auto entries = ledger->entries();
+  ASSERT_TRUE(entries);
+  ASSERT_EQ(entries->size(), 1u);
+  EXPECT_EQ(entries->front(), table("steward_unit_absent_handover"));
+
+  EXPECT_TRUE(cleanup_from_ledger(*ledger));
+  EXPECT_FALSE(std::filesystem::exists(ledger->path()));
+}
+
 TEST_F(LedgerFile, CleanupOfAnEmptyLedgerSucceedsAndRemovesTheFile) {
   auto ledger = Ledger::open(directory_, "work");
   ASSERT_TRUE(ledger);

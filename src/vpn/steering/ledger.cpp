@@ -169,9 +169,22 @@ Status Ledger::forget_last() {
   if (!all) return all.error();
   if (all->empty()) return ok();
   all->pop_back();
+  return rewrite(*all);
+}
+
+Status Ledger::forget(const LedgerEntry& entry) {
+  auto all = entries();
+  if (!all) return all.error();
+  auto kept = std::remove(all->begin(), all->end(), entry);
+  if (kept == all->end()) return ok();
+  all->erase(kept, all->end());
+  return rewrite(*all);
+}
+
+Status Ledger::rewrite(const std::vector<LedgerEntry>& entries) {
   std::string temporary = path_ + ".new";
   std::string text;
-  for (const auto& entry : *all)
+  for (const auto& entry : entries)
     text += encode(entry);
   int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return Error::make(ErrorCode::kIo, "ledger {}: {}", temporary, std::strerror(errno));
@@ -203,25 +216,30 @@ Status Ledger::clear() {
   return ok();
 }
 
-Status cleanup_from_ledger(Ledger& ledger) {
+Status cleanup_from_ledger(Ledger& ledger, const std::vector<LedgerEntry>& keep) {
   auto entries = ledger.entries();
   if (!entries) return entries.error();
   auto logger = log::get("vpn");
-  std::vector<LedgerEntry> left;
+  std::vector<LedgerEntry> left;  // kept, or failed to go: listed again, in their order
+  size_t failed = 0;
   Status first_failure = ok();
   for (auto entry = entries->rbegin(); entry != entries->rend(); ++entry) {
+    if (std::find(keep.begin(), keep.end(), *entry) != keep.end()) {
+      left.insert(left.begin(), *entry);
+      continue;
+    }
     auto status = remove_entry(*entry);
     if (!status) {
       logger->error("ledger={} cleanup failed: {}", ledger.path(), status.error().message);
       if (first_failure) first_failure = status;
       left.insert(left.begin(), *entry);
+      ++failed;
     }
   }
-  if (auto status = ledger.clear(); !status) return status;
-  for (const auto& entry : left)
-    (void)ledger.record(entry);
-  logger->info("ledger={} cleanup removed={} left={}", ledger.path(), entries->size() - left.size(),
-               left.size());
+  auto rewritten = left.empty() ? ledger.clear() : ledger.rewrite(left);
+  if (!rewritten) return rewritten;
+  logger->info("ledger={} cleanup removed={} left={} kept={}", ledger.path(),
+               entries->size() - left.size(), failed, left.size() - failed);
   return first_failure;
 }
 

@@ -52,6 +52,11 @@ class Ledger {
   // Drops the newest entry: its creation failed because the object already existed, so it
   // is someone else's and cleanup must leave it alone.
   Status forget_last();
+  // Drops every entry equal to `entry` (the object is gone, or was never made).
+  Status forget(const LedgerEntry& entry);
+  // Replaces the file with `entries` (written, fsynced, renamed over it): a crash leaves the
+  // old list or the new one, never a mix or none.
+  Status rewrite(const std::vector<LedgerEntry>& entries);
   Result<std::vector<LedgerEntry>> entries() const;
   // Removes the file: everything it listed is gone.
   Status clear();
@@ -65,7 +70,9 @@ class Ledger {
 
 // Removes every object the ledger lists, newest first, and then the ledger itself. An object
 // already gone is fine; an object that cannot be removed is reported and the ledger keeps it
-// (so the next cleanup retries). Returns the first failure after trying everything.
-Status cleanup_from_ledger(Ledger& ledger);
+// (so the next cleanup retries). Entries equal to one in `keep` are neither removed nor
+// forgotten (Steering::start keeps its handover table so). Returns the first failure after
+// trying everything.
+Status cleanup_from_ledger(Ledger& ledger, const std::vector<LedgerEntry>& keep = {});
 
 }  // namespace steward::vpn
