@@ -229,6 +229,37 @@ class VpnSteering : public ::testing::Test {
     return count ? *count : ~0ull;
   }
 
+  // Starts this instance in a child (full steering, a TUN, the tunnel up), runs `admitted` in
+  // its group, and kills the child with SIGKILL: what it set up stays behind, as after a crash
+  // of the daemon. Returns the admitted process's PID (it outlives the child).
+  pid_t crash_an_instance(const std::vector<std::string>& admitted) {
+    int ready[2];
+    EXPECT_EQ(::pipe(ready), 0);
+    pid_t holder = ::fork();
+    if (holder == 0) {
+      ::close(ready[0]);
+      start();
+      pid_t pid = -1;
+      if (steering_) {
+        auto spawned = run_admitted(steering_->cgroup(), admitted);
+        if (spawned) pid = *spawned;
+      }
+      (void)!::write(ready[1], &pid, sizeof(pid));
+      ::pause();
+      ::_exit(0);
+    }
+    ::close(ready[1]);
+    pid_t admitted_pid = -1;
+    EXPECT_EQ(::read(ready[0], &admitted_pid, sizeof(admitted_pid)),
+              static_cast<ssize_t>(sizeof(admitted_pid)))
+        << "the holder did not start its steering";
+    ::close(ready[0]);
+    ::kill(holder, SIGKILL);
+    ::waitpid(holder, nullptr, 0);
+    EXPECT_GT(admitted_pid, 0) << "the holder could not run the admitted process";
+    return admitted_pid;
+  }
+
   // Whatever Steward could have left in the client namespace and the cgroup tree.
   void expect_nothing_left() {
     auto rules = testing::shell("ip rule; ip -6 rule");
@@ -500,24 +531,7 @@ TEST_F(VpnSteering, StopRemovesEverythingItCreated) {
 }
 
 TEST_F(VpnSteering, StartAfterASigkilledInstanceRemovesWhatItLeft) {
-  int ready[2];
-  ASSERT_EQ(::pipe(ready), 0);
-  pid_t holder = ::fork();
-  if (holder == 0) {
-    // The instance that will be killed: full steering, a TUN, the tunnel up.
-    ::close(ready[0]);
-    start();
-    (void)run_admitted(steering_->cgroup(), {"sleep", "30"});
-    (void)!::write(ready[1], "x", 1);
-    ::pause();
-    ::_exit(0);
-  }
-  ::close(ready[1]);
-  char byte = 0;
-  ASSERT_EQ(::read(ready[0], &byte, 1), 1) << "the holder did not start its steering";
-  ::close(ready[0]);
-  ::kill(holder, SIGKILL);
-  ::waitpid(holder, nullptr, 0);
+  pid_t sleeper = crash_an_instance({"sleep", "30"});
 
   // It left its table, rules and cgroup behind (its TUN went with its descriptor).
   auto tables = testing::shell("nft list tables");
@@ -531,6 +545,120 @@ TEST_F(VpnSteering, StartAfterASigkilledInstanceRemovesWhatItLeft) {
   ASSERT_TRUE(steering_->stop());
   steering_.reset();
   tun_.reset();
+  if (sleeper > 0) ::kill(sleeper, SIGKILL);
+  expect_nothing_left();
+}
+
+// Sends UDP toward the intranet (IPv4 and IPv6) as fast as it can from one socket per family,
+// refusals ignored, until a stop file appears (at most 30 s); then writes "<sent> <refused>".
+constexpr const char* kIntranetSender = R"(import os, socket, sys, time
+stop, ready, report = sys.argv[1:4]
+targets = [(socket.socket(socket.AF_INET, socket.SOCK_DGRAM), ('198.18.4.1', 9)),
+           (socket.socket(socket.AF_INET6, socket.SOCK_DGRAM), ('64:ff9b::c612:401', 9))]
+sent = refused = 0
+deadline = time.monotonic() + 30
+while not os.path.exists(stop) and time.monotonic() < deadline:
+    for sock, address in targets:
+        for _ in range(100):
+            try:
+                sock.sendto(b'x', address)
+                sent += 1
+            except OSError:
+                refused += 1
+    if not os.path.exists(ready):
+        open(ready, 'w').close()
+with open(report + '.new', 'w') as out:
+    out.write(f'{sent} {refused}\n')
+os.rename(report + '.new', report)
+)";
+
+TEST_F(VpnSteering, NoIntranetPacketLeavesWhileAStartReplacesASigkilledInstance) {
+  // Two senders that never stop trying: one admitted by the instance that crashes, one that
+  // nobody admitted.
+  auto sender = [&](const std::string& name) {
+    return std::vector<std::string>{"python3",
+                                    "-c",
+                                    kIntranetSender,
+                                    directory_ + "/stop",
+                                    directory_ + "/" + name + ".ready",
+                                    directory_ + "/" + name};
+  };
+  pid_t admitted = crash_an_instance(sender("admitted"));
+  pid_t unadmitted = spawn_unadmitted(sender("unadmitted"));
+  for (const char* name : {"admitted", "unadmitted"}) {
+    auto ready = directory_ + "/" + name + ".ready";
+    for (int i = 0; i < 250 && !std::filesystem::exists(ready); ++i)
+      std::this_thread::sleep_for(20ms);
+    ASSERT_TRUE(std::filesystem::exists(ready)) << "the " << name << " sender did not start";
+  }
+  ASSERT_EQ(intranet_at_peer(), 0u) << "the crashed instance's leftovers let traffic out";
+
+  // The second start removes the leftovers and sets up its own while both keep sending.
+  start(/*tunnel_up=*/false);
+  std::this_thread::sleep_for(200ms);
+  std::ofstream(directory_ + "/stop").close();
+  wait_exit(unadmitted);
+  for (int i = 0; i < 250 && !std::filesystem::exists(directory_ + "/admitted"); ++i)
+    std::this_thread::sleep_for(20ms);
+  if (admitted > 0) ::kill(admitted, SIGKILL);
+
+  EXPECT_EQ(intranet_at_peer(), 0u) << "intranet packets left by the normal route";
+  for (const char* name : {"admitted", "unadmitted"}) {
+    uint64_t sent = 0, refused = 0;
+    std::ifstream(directory_ + "/" + name) >> sent >> refused;
+    EXPECT_GT(refused, 10'000u) << "the " << name << " sender hardly ran (sent " << sent << ")";
+  }
+  auto counters = steering_->counters();
+  ASSERT_TRUE(counters) << counters.error().message;
+  EXPECT_GT(counters->refused_others, 0u) << "the senders were not running after the start";
+
+  // The handover table went with the start; the ledger lists only the new objects.
+  auto tables = testing::shell("nft list tables");
+  ASSERT_TRUE(tables);
+  EXPECT_EQ(tables->find("_handover"), std::string::npos) << *tables;
+  auto entries = steering_->ledger().entries();
+  ASSERT_TRUE(entries);
+  for (const auto& entry : *entries)
+    EXPECT_EQ(entry.name.find("_handover"), std::string::npos);
+}
+
+TEST_F(VpnSteering, AStartThatFailsAfterASigkilledInstanceKeepsRefusingThroughTheHandover) {
+  pid_t sleeper = crash_an_instance({"sleep", "30"});
+  if (sleeper > 0) ::kill(sleeper, SIGKILL);
+
+  // The new plan has a prefix whose prohibit route someone else already holds: the start
+  // fails after the leftovers are gone.
+  ASSERT_TRUE(testing::shell(
+      fmt::format("ip route add prohibit 198.18.5.0/24 table {} metric 4000", options_.table)));
+  config_.split_include.push_back(*Prefix::parse("198.18.5.0/24"));
+  auto plan = SteeringPlan::from(config_, options_.gateway_addresses);
+  ASSERT_TRUE(plan);
+  auto failed = Steering::start(options_, *plan);
+  ASSERT_FALSE(failed);
+  EXPECT_NE(failed.error().message.find("prohibit route"), std::string::npos)
+      << failed.error().message;
+
+  // Only the handover is left, in the kernel and in the ledger, and it refuses.
+  auto tables = testing::shell("nft list tables");
+  ASSERT_TRUE(tables);
+  EXPECT_NE(tables->find("inet steward_test_handover"), std::string::npos) << *tables;
+  EXPECT_EQ(tables->find("inet steward_test\n"), std::string::npos) << *tables;
+  auto rules = testing::shell("ip rule");
+  ASSERT_TRUE(rules);
+  EXPECT_EQ(rules->find("0x7270"), std::string::npos) << *rules;
+  pid_t udp = spawn_unadmitted({"bash", "-c", udp_send(kIntranetHost, 7)});
+  EXPECT_NE(wait_exit(udp), 0) << "the handover should refuse intranet traffic";
+  pid_t other = spawn_unadmitted({"bash", "-c", udp_send("198.18.6.1", 7)});
+  EXPECT_EQ(wait_exit(other), 0) << "the handover refuses only the intranet";
+  EXPECT_EQ(intranet_at_peer(), 0u);
+
+  // Cleanup without a daemon removes it, and leaves the foreign route alone.
+  EXPECT_TRUE(cleanup_instance(options_));
+  auto routes = testing::shell(fmt::format("ip route show table {}", options_.table));
+  ASSERT_TRUE(routes);
+  EXPECT_NE(routes->find("198.18.5.0/24"), std::string::npos) << *routes;
+  ASSERT_TRUE(testing::shell(
+      fmt::format("ip route del prohibit 198.18.5.0/24 table {} metric 4000", options_.table)));
   expect_nothing_left();
 }
 

@@ -131,5 +131,69 @@ TEST_F(NftRuleset, ADefaultRouteIntranetIsNotClosedToEveryone) {
       << text;
 }
 
+class HandoverRuleset : public ::testing::Test {
+ protected:
+  std::string render(const TunnelConfig& config) {
+    auto plan = SteeringPlan::from(config, {ip::make_address("198.18.0.1")});
+    EXPECT_TRUE(plan);
+    return render_handover_ruleset(*plan, options_);
+  }
+  // The text of set `name`, up to its closing brace.
+  static std::string set_text(const std::string& text, const std::string& name) {
+    auto at = text.find("set " + name + " {");
+    if (at == std::string::npos) return "";
+    return text.substr(at, text.find("; }", at) - at);
+  }
+  SteeringOptions options_;
+};
+
+TEST_F(HandoverRuleset, RefusesEverySocketTowardTheIntranetButNotTheExcludedOnes) {
+  options_.nft_table = "steward_test";
+  std::string text = render(split_config());
+  EXPECT_EQ(handover_table_name(options_), "inet steward_test_handover");
+  EXPECT_EQ(text.rfind("table inet steward_test_handover {\n", 0), 0u) << text;
+  EXPECT_NE(set_text(text, "refused4").find("198.18.4.0/24, 198.18.6.0/24, 198.18.4.53/32"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(set_text(text, "exclude4").find("198.18.0.1/32"), std::string::npos) << text;
+  EXPECT_NE(set_text(text, "exclude4").find("198.18.6.128/25"), std::string::npos) << text;
+  EXPECT_NE(set_text(text, "exclude4").find("127.0.0.0/8"), std::string::npos) << text;
+  // Excluded destinations are accepted before anything is refused, for every socket: no
+  // cgroup match, no mark, no DNS redirection, nothing but refusals.
+  auto hold = text.find("type filter hook output priority filter; policy accept;");
+  auto exclude = text.find("ip daddr @exclude4 accept");
+  auto refuse = text.find("ip daddr @refused4 counter name refused jump refuse");
+  ASSERT_NE(hold, std::string::npos) << text;
+  EXPECT_LT(hold, exclude);
+  EXPECT_LT(exclude, refuse);
+  EXPECT_NE(text.find("ip6 daddr @refused6 counter name refused jump refuse"), std::string::npos);
+  EXPECT_NE(text.find("reject with icmpx type admin-prohibited"), std::string::npos);
+  EXPECT_EQ(text.find("socket cgroupv2"), std::string::npos) << text;
+  EXPECT_EQ(text.find("mark"), std::string::npos) << text;
+  EXPECT_EQ(text.find("dnat"), std::string::npos) << text;
+  EXPECT_EQ(text.find("dport 53"), std::string::npos) << text;
+}
+
+TEST_F(HandoverRuleset, ADefaultRouteIntranetIsRefusedToEveryoneOnlyWhenEveryoneIsAdmitted) {
+  auto config = split_config();
+  config.split_include.clear();
+  // Per process: the new steering leaves unadmitted processes their default route, and no
+  // process is admitted during the handover; the DNS server stays closed.
+  std::string text = render(config);
+  EXPECT_EQ(set_text(text, "refused4").find("0.0.0.0/0"), std::string::npos) << text;
+  EXPECT_NE(set_text(text, "refused4").find("198.18.4.53/32"), std::string::npos) << text;
+  EXPECT_EQ(set_text(text, "refused6").find("::/0"), std::string::npos) << text;
+
+  // admit_all: the new steering refuses every socket's intranet traffic (here: everything but
+  // the excluded) while the tunnel is down, and sends all DNS into it.
+  options_.admit_all = true;
+  text = render(config);
+  EXPECT_NE(set_text(text, "refused4").find("0.0.0.0/0"), std::string::npos) << text;
+  EXPECT_NE(set_text(text, "refused6").find("::/0"), std::string::npos) << text;
+  EXPECT_NE(text.find("meta l4proto { tcp, udp } th dport 53 counter name refused jump refuse"),
+            std::string::npos)
+      << text;
+}
+
 }  // namespace
 }  // namespace steward::vpn

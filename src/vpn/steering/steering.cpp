@@ -8,6 +8,7 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <functional>
 #include <map>
 
@@ -17,6 +18,13 @@ namespace {
 namespace ip = boost::asio::ip;
 
 constexpr uint32_t kProhibitMetric = 4000;
+
+// Refused locally: the application gets a TCP reset or ICMP admin-prohibited at once.
+constexpr const char* kRefuseChain =
+    "  chain refuse {\n"
+    "    meta l4proto tcp reject with tcp reset\n"
+    "    reject with icmpx type admin-prohibited\n"
+    "  }\n";
 
 Prefix host_prefix(const ip::address& address) {
   return Prefix{address, address.is_v4() ? 32 : 128};
@@ -71,11 +79,7 @@ std::string render(const SteeringPlan& plan, const SteeringOptions& options,
   out +=
       "  counter tunnelled {}\n  counter refused_admitted {}\n  counter refused_others {}\n"
       "  counter dropped_late {}\n";
-  out +=
-      "  chain refuse {\n"
-      "    meta l4proto tcp reject with tcp reset\n"
-      "    reject with icmpx type admin-prohibited\n"
-      "  }\n";
+  out += kRefuseChain;
 
   // Every rule tests the cheap destination before the socket's cgroup.
   // Marks, after DNS redirection (nat output is -100) so a redirected query is marked too.
@@ -142,6 +146,30 @@ std::string render(const SteeringPlan& plan, const SteeringOptions& options,
   return out;
 }
 
+// The handover: the new steering's refusals with the tunnel down and nobody admitted yet (the
+// crashed run's group is about to go, the new one does not exist): per-process, everyone is
+// refused toward the closed intranet; with admit_all every socket counts as admitted, so the
+// whole intranet and DNS (which the new table redirects into it) are refused.
+std::string render_handover(const SteeringPlan& plan, const SteeringOptions& options) {
+  const bool everything = options.admit_all;
+  std::string out = fmt::format("table {} {{\n", handover_table_name(options));
+  out += set("refused4", plan.intranet, true, !everything) +
+         set("refused6", plan.intranet, false, !everything);
+  out += set("exclude4", plan.exclude, true) + set("exclude6", plan.exclude, false);
+  out += "  counter refused {}\n";
+  out += kRefuseChain;
+  out += "  chain hold {\n    type filter hook output priority filter; policy accept;\n";
+  out += "    ip daddr @exclude4 accept\n    ip6 daddr @exclude6 accept\n";
+  out +=
+      "    ip daddr @refused4 counter name refused jump refuse\n"
+      "    ip6 daddr @refused6 counter name refused jump refuse\n";
+  if (everything && plan.dns) {
+    out += "    meta l4proto { tcp, udp } th dport 53 counter name refused jump refuse\n";
+  }
+  out += "  }\n}\n";
+  return out;
+}
+
 LedgerEntry entry_of(LedgerEntry::Kind kind, std::string name, std::string text = {}, int table = 0,
                      int priority = 0) {
   LedgerEntry entry;
@@ -158,6 +186,10 @@ std::string nft_table_name(const SteeringOptions& options) {
 }
 
 }  // namespace
+
+std::string handover_table_name(const SteeringOptions& options) {
+  return nft_table_name(options) + "_handover";
+}
 
 Result<SteeringPlan> SteeringPlan::from(const TunnelConfig& config,
                                         const std::vector<ip::address>& gateways) {
@@ -201,6 +233,10 @@ std::string render_nft_ruleset(const SteeringPlan& plan, const SteeringOptions& 
   return render(plan, options, cgroup_nft_path, cgroup_level, false);
 }
 
+std::string render_handover_ruleset(const SteeringPlan& plan, const SteeringOptions& options) {
+  return render_handover(plan, options);
+}
+
 Status cleanup_instance(const SteeringOptions& options) {
   auto ledger = Ledger::open(options.ledger_directory, options.instance);
   if (!ledger) return ledger.error();
@@ -216,6 +252,63 @@ Status create_recorded(Ledger& ledger, const LedgerEntry& entry, const std::stri
   if (auto status = create(); !status) {
     if (status.error().code == ErrorCode::kAlreadyExists) (void)ledger.forget_last();
     return status.error().wrap(piece);
+  }
+  return ok();
+}
+
+// Loads the handover table before anything an earlier run left is removed. `left` is what the
+// ledger listed: a handover already in it is ours (a start that failed or crashed) and is
+// replaced in the same transaction, so it never goes missing.
+Result<LedgerEntry> install_handover(const SteeringOptions& options, const SteeringPlan& plan,
+                                     const std::vector<LedgerEntry>& left, Ledger& ledger) {
+  const std::string name = handover_table_name(options);
+  auto entry = entry_of(LedgerEntry::Kind::kNftTable, name);
+  if (std::find(left.begin(), left.end(), entry) == left.end()) {
+    if (nft::table_exists(name)) {
+      return Error::make(ErrorCode::kAlreadyExists, "nft table {}: exists and is not ours", name);
+    }
+    if (auto status = ledger.record(entry); !status) return status.error();
+  }
+  auto status =
+      nft::run("table " + name + "\ndelete table " + name + "\n" + render_handover(plan, options));
+  if (!status) return status.error().wrap("nft table " + name);
+  return entry;
+}
+
+// Packets counted by each named counter of `table` ("inet steward"); kIo when it cannot be
+// listed.
+Result<std::map<std::string, uint64_t>> counter_packets(const std::string& table) {
+  auto listing = nft::list_json("list counters table " + table);
+  if (!listing) return listing.error();
+  boost::system::error_code ec;
+  auto document = boost::json::parse(*listing, ec);
+  if (ec || !document.is_object()) {
+    return Error::make(ErrorCode::kInternal, "nft counters: unreadable JSON");
+  }
+  std::map<std::string, uint64_t> packets_by_name;
+  const auto* items = document.as_object().if_contains("nftables");
+  if (!items || !items->is_array()) return packets_by_name;
+  for (const auto& item : items->as_array()) {
+    const auto* counter = item.is_object() ? item.as_object().if_contains("counter") : nullptr;
+    if (!counter || !counter->is_object()) continue;
+    const auto* name = counter->as_object().if_contains("name");
+    const auto* packets = counter->as_object().if_contains("packets");
+    if (!name || !name->is_string() || !packets || !packets->is_int64()) continue;
+    packets_by_name[std::string(name->as_string())] = static_cast<uint64_t>(packets->as_int64());
+  }
+  return packets_by_name;
+}
+
+// Deletes the handover table once the new nft table refuses on its own. A ledger that still
+// lists it afterwards is harmless (deleting a missing table is fine), so only the deletion can
+// fail.
+Status remove_handover(const SteeringOptions& options, Ledger& ledger, const LedgerEntry& entry) {
+  if (auto status = nft::delete_table(entry.name); !status) {
+    return status.error().wrap("nft table " + entry.name);
+  }
+  if (auto forgotten = ledger.forget(entry); !forgotten) {
+    log::get("vpn")->warn("instance={} ledger still lists {}: {}", options.instance, entry.name,
+                          forgotten.error().message);
   }
   return ok();
 }
@@ -288,16 +381,41 @@ Result<std::unique_ptr<Steering>> Steering::start(const SteeringOptions& options
   auto logger = log::get("vpn");
   auto ledger = Ledger::open(options.ledger_directory, options.instance);
   if (!ledger) return ledger.error();
-  if (auto status = cleanup_from_ledger(*ledger); !status) {
+  auto left = ledger->entries();
+  if (!left) return left.error();
+
+  // What an earlier run left refuses until the handover table refuses in its place.
+  std::vector<LedgerEntry> keep;
+  auto handover_start = std::chrono::steady_clock::now();
+  if (!left->empty()) {
+    auto handover = install_handover(options, plan, *left, *ledger);
+    if (!handover) return handover.error().wrap("handing over from what a previous run left");
+    keep.push_back(*handover);
+  }
+  if (auto status = cleanup_from_ledger(*ledger, keep); !status) {
     return status.error().wrap("cleaning up what a previous run left");
   }
 
   std::optional<AdmittedCgroup> cgroup;
-  if (auto status = set_up_kernel(options, plan, *ledger, cgroup); !status) {
-    logger->error("instance={} steering refused to start: {}", options.instance,
-                  status.error().message);
-    (void)cleanup_from_ledger(*ledger);
+  auto status = set_up_kernel(options, plan, *ledger, cgroup);
+  uint64_t refusals = 0;
+  if (status && !keep.empty()) {
+    auto packets = counter_packets(handover_table_name(options));
+    if (packets && packets->contains("refused")) refusals = packets->at("refused");
+    status = remove_handover(options, *ledger, keep.front());
+  }
+  if (!status) {
+    logger->error("instance={} steering refused to start: {}{}", options.instance,
+                  status.error().message,
+                  keep.empty() ? "" : " (the handover table stays and refuses intranet traffic)");
+    (void)cleanup_from_ledger(*ledger, keep);
     return status.error();
+  }
+  if (!keep.empty()) {
+    auto held = std::chrono::duration_cast<std::chrono::microseconds>(
+        std::chrono::steady_clock::now() - handover_start);
+    logger->info("instance={} replaced what a previous run left handover_us={} refused={}",
+                 options.instance, held.count(), refusals);
   }
   logger->info("instance={} steering started table={} mark={:#x} nft=inet {} cgroup={} id={}",
                options.instance, options.table, options.mark, options.nft_table, cgroup->path(),
@@ -362,30 +480,17 @@ Status Steering::set_tunnel_down() {
 }
 
 Result<SteeringCounters> Steering::counters() const {
-  auto listing = nft::list_json("list counters table " + nft_table_name(options_));
-  if (!listing) return listing.error();
-  boost::system::error_code ec;
-  auto document = boost::json::parse(*listing, ec);
-  if (ec || !document.is_object()) {
-    return Error::make(ErrorCode::kInternal, "nft counters: unreadable JSON");
-  }
+  auto packets = counter_packets(nft_table_name(options_));
+  if (!packets) return packets.error();
+  auto of = [&](const char* name) {
+    auto found = packets->find(name);
+    return found == packets->end() ? uint64_t{0} : found->second;
+  };
   SteeringCounters counters;
-  const std::map<std::string, uint64_t*> fields = {{"tunnelled", &counters.tunnelled},
-                                                   {"refused_admitted", &counters.refused_admitted},
-                                                   {"refused_others", &counters.refused_others},
-                                                   {"dropped_late", &counters.dropped_late}};
-  const auto* items = document.as_object().if_contains("nftables");
-  if (!items || !items->is_array()) return counters;
-  for (const auto& item : items->as_array()) {
-    const auto* counter = item.is_object() ? item.as_object().if_contains("counter") : nullptr;
-    if (!counter || !counter->is_object()) continue;
-    const auto& fields_of = counter->as_object();
-    const auto* name = fields_of.if_contains("name");
-    const auto* packets = fields_of.if_contains("packets");
-    if (!name || !name->is_string() || !packets || !packets->is_int64()) continue;
-    auto field = fields.find(std::string(name->as_string()));
-    if (field != fields.end()) *field->second = static_cast<uint64_t>(packets->as_int64());
-  }
+  counters.tunnelled = of("tunnelled");
+  counters.refused_admitted = of("refused_admitted");
+  counters.refused_others = of("refused_others");
+  counters.dropped_late = of("dropped_late");
   return counters;
 }
 

@@ -28,6 +28,12 @@
 // Every object is recorded in the ledger before it is created; stop() (and cleanup of a
 // crashed instance from its ledger) removes exactly those.
 //
+// Handover: when start() finds what an earlier run left (a crash, or a Steering dropped without
+// stop()), it first loads `inet <nft_table>_handover` (render_handover_ruleset), then removes
+// the leftovers, sets up the new objects, and deletes the handover table last. At every instant
+// one of the three nft tables refuses what the new steering refuses with the tunnel down; the
+// handover is recorded in the ledger like the rest. docs/vpn-steering.md has the details.
+//
 // A reconnect that changes the tunnel's address: set_tunnel_down(), close the TunDevice,
 // create and configure a new one (the ledger already names it), set_tunnel_up(). A change of
 // intranet prefixes or DNS servers needs a new plan: stop() and start() again.
@@ -97,6 +103,15 @@ struct SteeringPlan {
 std::string render_nft_ruleset(const SteeringPlan& plan, const SteeringOptions& options,
                                const std::string& cgroup_nft_path, int cgroup_level);
 
+// The handover table's text for a plan (pure; unit-tested): everything the new steering
+// will refuse with the tunnel down and no process admitted yet. Every socket is refused toward
+// the intranet less its default routes (with admit_all: toward the whole intranet, and DNS
+// anywhere); excluded destinations are accepted.
+std::string render_handover_ruleset(const SteeringPlan& plan, const SteeringOptions& options);
+
+// "inet <nft_table>_handover".
+std::string handover_table_name(const SteeringOptions& options);
+
 // The live steering of one instance. Owned by the daemon's event loop; not thread-safe.
 // Destruction without stop() leaves the kernel state in place (as a crash would), so the
 // ledger, not the destructor, is the source of truth.
@@ -104,8 +119,13 @@ class Steering {
  public:
   // Cleans up whatever a previous run of this instance left (from its ledger), then sets up
   // the cgroup, rules, prohibit routes and nft table, in that order. The tunnel starts down.
+  // When the ledger lists anything, the handover table refuses in the leftovers' place until
+  // the new nft table is in (a fresh start makes none).
   // On any failure it says which piece failed ("nft table inet steward: ...") and removes
-  // what it had created: it never runs half set up.
+  // what it had created: it never runs half set up. The exception is the handover table: once
+  // the leftovers are (partly) gone it is all that refuses, so a failed start leaves it in the
+  // kernel and in the ledger (`cleanup_instance` or the next start removes it); a failure to
+  // load it leaves the leftovers untouched.
   static Result<std::unique_ptr<Steering>> start(const SteeringOptions& options,
                                                  const SteeringPlan& plan);
 
