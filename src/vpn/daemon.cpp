@@ -348,8 +348,9 @@ Status Daemon::steer(const TunnelConfig& tunnel) {
 
   if (steering_ && !same_plan(steering_->plan(), *plan)) {
     log_->warn("gateway changed the intranet routes or DNS: rebuilding the steering");
+    // Dropped without stop(): its objects stay and keep refusing until Steering::start below
+    // hands over to the new ones, as after a crash (stop() first left nothing refusing).
     close_tun();
-    if (auto stopped = steering_->stop(); !stopped) return stopped;
     steering_.reset();
     exec_stream_.reset();
     exec_watcher_.reset();
