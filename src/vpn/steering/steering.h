@@ -36,7 +36,8 @@
 //
 // A reconnect that changes the tunnel's address: set_tunnel_down(), close the TunDevice,
 // create and configure a new one (the ledger already names it), set_tunnel_up(). A change of
-// intranet prefixes or DNS servers needs a new plan: stop() and start() again.
+// intranet prefixes or DNS servers needs a new plan: a new start(), which hands over from the
+// old steering (dropped without stop()).
 #pragma once
 
 #include "core/result.h"
