@@ -104,7 +104,8 @@ class Run:
                 marks = self.log_marks(client)
                 profiler = self.start_profile(name, client, label + "-" + direction)
                 try:
-                    f = measure.iperf(self.lab, client, self.args.seconds, direction == "down")
+                    f = measure.iperf(self.lab, client, self.args.seconds, direction == "down",
+                                      self.args.bitrate)
                     self.check_channel(label, transport, f)
                 except RuntimeError as error:
                     figures[direction] = {"error": self.failure(
@@ -276,6 +277,9 @@ def parse_args():
                         "steward-all or steward-session); docs/benchmarks.md untouched")
     parser.add_argument("--transport", action="append", choices=TRANSPORTS,
                         help="diagnostics: only this channel; docs/benchmarks.md untouched")
+    parser.add_argument("--bitrate", help="diagnostics: iperf3 -b (e.g. 900M), a sender paced "
+                        "below the link's rate instead of one limited only by TCP; "
+                        "docs/benchmarks.md untouched")
     parser.add_argument("--perf-out", help="diagnostics: perf record of Steward's daemon "
                         "during each of its iperf3 runs, into this directory; "
                         "docs/benchmarks.md untouched")
@@ -305,7 +309,7 @@ def main():
         sys.exit(1)
     run.progress("lab removed; the host's /etc/resolv.conf is unchanged")
     text = report.render(args, run.results)
-    if args.steward and not (args.only or args.transport or args.perf_out):
+    if args.steward and not (args.only or args.transport or args.perf_out or args.bitrate):
         storm_report.replace_section(args.doc, text, report.SECTION)
         print(text)
         run.progress("wrote {}".format(args.doc))

@@ -32,9 +32,11 @@ def _waited(pids):
     return waited
 
 
-def iperf(lab, client, seconds, reverse):
+def iperf(lab, client, seconds, reverse, bitrate=None):
     argv = ["iperf3", "-c", lab_.INTRANET_ADDRESS, "-p", str(lab_.IPERF_PORT), "-t",
             str(seconds), "-J"] + (["-R"] if reverse else [])
+    if bitrate:
+        argv += ["-b", bitrate]
     pids = client.cpu_pids()
     cpu_before, gateway_before, waited_before = _cpu(pids), lab.gateway_cpu_seconds(), _waited(
         pids)
