@@ -1,6 +1,7 @@
 #include "vpn/config.h"
 
 #include "core/config.h"
+#include "vpn/steering/cgroup.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -199,6 +200,15 @@ Status validate(const VpnConfig& config) {
       config.nft_table.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                                          "0123456789_") != std::string::npos) {
     return bad("nft_table must be letters, digits and '_'");
+  }
+  if (!is_group_path(config.cgroup_path)) {
+    return bad(
+        "cgroup_path must be a path below the cgroup2 mount, such as steward-vpn/admitted "
+        "(letters, digits, '.', '_', '-' joined by '/'; no '.' or '..' parts)");
+  }
+  if (config.cgroup2_fallback_mount.size() < 2 || config.cgroup2_fallback_mount.front() != '/' ||
+      config.cgroup2_fallback_mount.find("..") != std::string::npos) {
+    return bad("cgroup2_fallback_mount must be an absolute path other than / (and without '..')");
   }
   if (config.table == 0 || config.table == 253 || config.table == 254 || config.table == 255) {
     return bad("table must not be 0 or one of the kernel's tables (253, 254, 255)");

@@ -99,6 +99,26 @@ TEST_F(VpnConfigFile, BaseMtuComesFromThePathUnlessSet) {
   EXPECT_FALSE(load_config_file(write("big.toml", "[vpn]\nbase_mtu = 70000\n"), config));
 }
 
+TEST(VpnConfig, CgroupPathsMustStayBelowTheMount) {
+  VpnConfig config;
+  config.gateway = "https://vpn.example.test/";
+  config.pin = "pin-sha256:abc=";
+  ASSERT_TRUE(validate(config));
+  for (const char* bad : {"", ".", "../x", "/steward", "a//b"}) {
+    config.cgroup_path = bad;
+    auto refused = validate(config);
+    ASSERT_FALSE(refused) << bad;
+    EXPECT_NE(refused.error().message.find("cgroup_path"), std::string::npos);
+  }
+  config.cgroup_path = "steward-vpn/admitted";
+  for (const char* bad : {"", "/", "relative", "/run/../x"}) {
+    config.cgroup2_fallback_mount = bad;
+    auto refused = validate(config);
+    ASSERT_FALSE(refused) << bad;
+    EXPECT_NE(refused.error().message.find("cgroup2_fallback_mount"), std::string::npos);
+  }
+}
+
 TEST(VpnConfig, ValidationSaysWhatIsMissing) {
   VpnConfig config;
   auto no_gateway = validate(config);

@@ -1,5 +1,6 @@
 // The ledger file: what is recorded survives reopening, a torn last line is ignored, and an
 // entry for an object that turned out to exist already can be forgotten.
+#include "vpn/steering/cgroup.h"
 #include "vpn/steering/ledger.h"
 
 #include <gtest/gtest.h>
@@ -112,6 +113,40 @@ TEST_F(LedgerFile, CleanupLeavesAKeptEntryListedAndRemovesTheRest) {
 
   EXPECT_TRUE(cleanup_from_ledger(*ledger));
   EXPECT_FALSE(std::filesystem::exists(ledger->path()));
+}
+
+TEST(CgroupPath, OnlyPathsStrictlyBelowTheMountAreGroups) {
+  for (const char* good : {"steward-vpn/admitted", "a", "a.b/c_d/e-f", "..a/b.."})
+    EXPECT_TRUE(is_group_path(good)) << good;
+  for (const char* bad : {"", ".", "..", "/", "/steward", "a/../b", "a//b", "a/", "./a", "a/.",
+                          "a b", "a\tb", "a/..", "steward-vpn/ad\nmitted"})
+    EXPECT_FALSE(is_group_path(bad)) << bad;
+}
+
+TEST_F(LedgerFile, ACgroupThatIsNotAGroupPathIsNeverRemoved) {
+  // "" is the hierarchy's root: removing it would move every process to the root and delete
+  // every empty group. A plain directory stands in for the mount; nothing in it may go.
+  std::filesystem::create_directories(directory_ / "mount" / "victim");
+  const std::string mount = (directory_ / "mount").string();
+  for (const char* path : {"", "..", "victim/.."}) {
+    auto refused = remove_cgroup(mount, path);
+    ASSERT_FALSE(refused) << path;
+    EXPECT_EQ(refused.error().code, ErrorCode::kInvalidArgument);
+  }
+  EXPECT_TRUE(std::filesystem::exists(directory_ / "mount" / "victim"));
+
+  // A ledger that lists such a group (an older build recorded it before refusing to create it)
+  // drops the entry with a warning instead of acting on it, and the instance can start again.
+  auto ledger = Ledger::open(directory_, "work");
+  ASSERT_TRUE(ledger);
+  LedgerEntry group;
+  group.kind = LedgerEntry::Kind::kCgroup;
+  group.name = mount;
+  group.text = "";
+  ASSERT_TRUE(ledger->record(group));
+  EXPECT_TRUE(cleanup_from_ledger(*ledger));
+  EXPECT_FALSE(std::filesystem::exists(ledger->path()));
+  EXPECT_TRUE(std::filesystem::exists(directory_ / "mount" / "victim"));
 }
 
 TEST_F(LedgerFile, CleanupOfAnEmptyLedgerSucceedsAndRemovesTheFile) {

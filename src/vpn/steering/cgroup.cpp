@@ -8,12 +8,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <optional>
 #include <sstream>
+#include <string_view>
 
 namespace steward::vpn {
 namespace {
@@ -109,10 +111,27 @@ Result<uint64_t> cgroup_id_of(const std::string& directory) {
   return static_cast<uint64_t>(info.st_ino);
 }
 
+bool is_group_path(const std::string& relative_path) {
+  if (relative_path.empty()) return false;
+  size_t start = 0;
+  while (start <= relative_path.size()) {
+    size_t end = relative_path.find('/', start);
+    if (end == std::string::npos) end = relative_path.size();
+    std::string_view part(relative_path.data() + start, end - start);
+    if (part.empty() || part == "." || part == "..") return false;
+    for (char c : part) {
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') {
+        return false;
+      }
+    }
+    start = end + 1;
+  }
+  return true;
+}
+
 Result<AdmittedCgroup> AdmittedCgroup::create(const Cgroup2Mount& mount,
                                               const std::string& relative_path) {
-  if (relative_path.empty() || relative_path.front() == '/' ||
-      relative_path.find("..") != std::string::npos) {
+  if (!is_group_path(relative_path)) {
     return Error::make(ErrorCode::kInvalidArgument,
                        "cgroup path '{}' must be relative and stay below the mount", relative_path);
   }
@@ -162,6 +181,12 @@ bool AdmittedCgroup::contains(pid_t pid) const {
 }
 
 Status remove_cgroup(const std::string& mount_path, const std::string& relative_path) {
+  // The guard against emptying the whole hierarchy: "" or ".." would name the root or beyond.
+  if (!is_group_path(relative_path)) {
+    return Error::make(ErrorCode::kInvalidArgument,
+                       "refusing to remove cgroup '{}' below {}: not a group path", relative_path,
+                       mount_path);
+  }
   fs::path group = fs::path(mount_path) / relative_path;
   if (!fs::exists(group)) return ok();
 

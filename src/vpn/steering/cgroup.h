@@ -32,6 +32,11 @@ Result<Cgroup2Mount> find_or_mount_cgroup2(const std::string& fallback_path);
 // Unmounts a mount made by find_or_mount_cgroup2 and removes its directory if empty.
 Status unmount_cgroup2(const std::string& path);
 
+// True when `relative_path` names a group strictly below a cgroup2 mount: one or more
+// components of letters, digits, '.', '_' and '-' joined by single '/', none of them "." or
+// "..". Anything else (the empty path would be the hierarchy root) is never created or removed.
+bool is_group_path(const std::string& relative_path);
+
 // The admitted group: <mount>/<relative_path>, e.g. "steward-vpn/admitted".
 class AdmittedCgroup {
  public:
@@ -64,7 +69,8 @@ class AdmittedCgroup {
 
 // Removes the group at <mount_path>/<relative_path> and its empty parents up to (not
 // including) the mount. Members still inside are first moved to the hierarchy root so the
-// directories can go. ok when it does not exist.
+// directories can go. ok when it does not exist; kInvalidArgument, touching nothing, when
+// relative_path is not is_group_path().
 Status remove_cgroup(const std::string& mount_path, const std::string& relative_path);
 
 // The cgroup id of <directory> (its inode), kIo when it cannot be read.

@@ -61,6 +61,13 @@ std::optional<LedgerEntry> decode(const std::string& line) {
 // may be an empty directory here. The group itself is still in the one cgroup2 hierarchy:
 // reach it through whatever mount is usable now, mounting one for the moment if needed.
 Status remove_recorded_cgroup(const LedgerEntry& entry) {
+  if (!is_group_path(entry.text)) {
+    // Never created (AdmittedCgroup::create refuses such paths): nothing of ours to remove,
+    // and removing it would empty someone else's groups or the whole hierarchy.
+    log::get("vpn")->warn("ledger lists cgroup '{}' below {}, not a group path: dropped",
+                          entry.text, entry.name);
+    return ok();
+  }
   struct statfs info {};
   if (::statfs(entry.name.c_str(), &info) == 0 && info.f_type == CGROUP2_SUPER_MAGIC) {
     return remove_cgroup(entry.name, entry.text);
