@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   steward::cli::add_controller_commands(app, action);
   steward::cli::add_agent_commands(app, action);
   steward::cli::add_vpn_commands(app, action);
+  steward::cli::remember_words_after_dashes(argc, argv);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {

@@ -21,6 +21,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <optional>
+#include <string_view>
 #include <thread>
 
 namespace steward::cli {
@@ -239,7 +241,19 @@ void pass_signal(int signal) {
   if (g_command > 0) ::kill(g_command, signal);
 }
 
-int run(const DaemonFlags& flags, const std::vector<std::string>& argv) {
+// The command line's words after its first "--", verbatim; nullopt when it has none.
+std::optional<std::vector<std::string>>& words_after_dashes() {
+  static std::optional<std::vector<std::string>> words;
+  return words;
+}
+
+int run(const DaemonFlags& flags, const std::vector<std::string>& parsed) {
+  // CLI11 splits a word like "[a,b]" into a list even after "--": when the command came after
+  // "--" (`run -- CMD...`, the documented form), run the words as typed.
+  const auto& typed = words_after_dashes();
+  bool command_after_dashes = typed && !typed->empty() && !parsed.empty() &&
+                              (typed->front() == parsed.front() || typed->front().starts_with('['));
+  const std::vector<std::string>& argv = command_after_dashes ? *typed : parsed;
   auto config = flags.config();
   if (!config) return fail(config.error().message, kExitUsage);
   if (argv.empty()) return fail("vpn run needs a command: steward vpn run -- CMD...", kExitUsage);
@@ -259,8 +273,9 @@ int run(const DaemonFlags& flags, const std::vector<std::string>& argv) {
       arguments.push_back(const_cast<char*>(argument.c_str()));
     arguments.push_back(nullptr);
     ::execvp(arguments[0], arguments.data());
-    fmt::print(stderr, "steward: cannot run {}: {}\n", argv[0], std::strerror(errno));
-    ::_exit(127);
+    int error = errno;
+    fmt::print(stderr, "steward: cannot run {}: {}\n", argv[0], std::strerror(error));
+    ::_exit(error == ENOENT ? 127 : 126);  // as shells do: not found, or found but not runnable
   }
   ::close(go[0]);
   g_command = child;
@@ -445,6 +460,15 @@ void add_queries(CLI::App& vpn, std::function<int()>& action) {
 }
 
 }  // namespace
+
+void remember_words_after_dashes(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::string_view(argv[i]) == "--") {
+      words_after_dashes() = std::vector<std::string>(argv + i + 1, argv + argc);
+      return;
+    }
+  }
+}
 
 void add_vpn_commands(CLI::App& app, std::function<int()>& action) {
   auto* vpn = app.add_subcommand("vpn", "Per-process SSL VPN (OpenConnect gateways)");

@@ -256,6 +256,7 @@ Status Daemon::start() {
 
   signals_.add(SIGINT);
   signals_.add(SIGTERM);
+  signals_.add(SIGHUP);  // the terminal of a foreground connect closed: disconnect cleanly
   wait_for_signal();
 
   cstp::SessionCallbacks callbacks;

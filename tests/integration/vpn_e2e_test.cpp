@@ -191,6 +191,18 @@ TEST_F(VpnEndToEnd, RunReachesTheIntranetOverTcpAndUdpAndSoDoesItsGrandchild) {
 
   // The command's exit code is `run`'s.
   EXPECT_EQ(daemon_->run_admitted("exit 7").exit_code, 7);
+  // Its words arrive as typed, brackets and commas included (the CLI parser would split
+  // "[a,b]" into a list), and a command that cannot run exits as a shell's would.
+  auto words = daemon_->vpn({"run", "--", "sh", "-c",
+                             "[ \"$1\" = '[a,b]' ] && [ \"$2\" = '[]' ] && [ $# = 2 ]", "sh",
+                             "[a,b]", "[]"});
+  EXPECT_EQ(words.exit_code, 0) << words.output;
+  EXPECT_EQ(daemon_->vpn({"run", "--", "/nonexistent/steward-test"}).exit_code, 127);
+  const std::string not_executable = daemon_->dir() + "/not-executable";
+  std::ofstream(not_executable) << "exit 0\n";
+  std::filesystem::permissions(
+      not_executable, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  EXPECT_EQ(daemon_->vpn({"run", "--", not_executable}).exit_code, 126);
   // Packets written to the TUN pass through GRO, held up to 500 us for the rest of their stream.
   auto gro = VpnLab::exec_in(
       lab_->client_ns(),
