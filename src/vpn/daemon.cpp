@@ -611,6 +611,20 @@ Result<json::object> Daemon::admit(const Peer& peer, const json::object& request
     return Error::make(ErrorCode::kUnauthenticated,
                        "permission denied: process {} belongs to uid {}", pid, owner.st_uid);
   }
+  // A process in another network namespace has its own routes and nft: the steering set up
+  // here never sees its packets, so admitting it would promise a tunnel it does not get.
+  struct stat theirs {
+  }, ours{};
+  if (::stat(("/proc/" + std::to_string(pid) + "/ns/net").c_str(), &theirs) == 0 &&
+      ::stat("/proc/self/ns/net", &ours) == 0 && theirs.st_ino != ours.st_ino) {
+    log_->warn("admission pid={} exe={} decision=refuse reason=other-network-namespace", pid,
+               executable_of(pid));
+    return Error::make(ErrorCode::kConflict,
+                       "process {} is in another network namespace than this VPN (net:[{}], the "
+                       "daemon's is net:[{}]): its traffic would not pass the tunnel; run it in "
+                       "the daemon's namespace (e.g. ip netns exec NAME steward vpn run -- ...)",
+                       pid, theirs.st_ino, ours.st_ino);
+  }
   json::object answer{{"ok", true}, {"pid", pid}, {"cgroup", steering_->cgroup().path()}};
   if (run) {
     if (auto added = steering_->cgroup().add_process(pid); !added) return added.error();

@@ -350,6 +350,14 @@ TEST_F(VpnEndToEnd, AdmitPidLetsTheRunningProcessOpenNewConnections) {
   auto missing = daemon_->vpn({"admit", "999999"});
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_NE(missing.output.find("no process"), std::string::npos) << missing.output;
+
+  // A process in another network namespace (here: `run` started from the test's own) is
+  // refused: the steering of the client namespace would never see its packets. `true` sends
+  // nothing should the refusal fail.
+  auto elsewhere = daemon_->vpn({"run", "--", "true"}, false);
+  EXPECT_NE(elsewhere.exit_code, 0) << elsewhere.output;
+  EXPECT_NE(elsewhere.output.find("another network namespace"), std::string::npos)
+      << elsewhere.output;
 }
 
 TEST_F(VpnEndToEnd, GatewayRestartBringsTheTunnelBackWithANewLoginAndLeaksNothing) {

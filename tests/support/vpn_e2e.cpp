@@ -351,9 +351,12 @@ void VpnDaemonProcess::kill_hard() {
   process_.stop(SIGKILL, 5s);
 }
 
-CommandResult VpnDaemonProcess::vpn(const std::vector<std::string>& args) const {
-  std::string command = fmt::format("timeout 60 ip netns exec {} {}/src/cli/steward vpn",
-                                    lab_.client_ns(), STEWARD_BINARY_DIR);
+CommandResult VpnDaemonProcess::vpn(const std::vector<std::string>& args,
+                                    bool in_client_namespace) const {
+  std::string command =
+      fmt::format("timeout 60 {}{}/src/cli/steward vpn",
+                  in_client_namespace ? "ip netns exec " + lab_.client_ns() + " " : std::string(),
+                  STEWARD_BINARY_DIR);
   for (size_t i = 0; i < args.size(); ++i) {
     command += " " + quote(args[i]);
     if (i == 0) command += " --config " + quote(dir_ + "/vpn.toml");

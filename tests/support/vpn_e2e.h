@@ -91,8 +91,9 @@ class VpnDaemonProcess {
   CommandResult start_background();
   pid_t pid() const { return process_.pid(); }
 
-  // `steward vpn <verb> --config <its config> args...` in the client namespace.
-  CommandResult vpn(const std::vector<std::string>& args) const;
+  // `steward vpn <verb> --config <its config> args...` in the client namespace (or, with
+  // in_client_namespace false, in the test's own).
+  CommandResult vpn(const std::vector<std::string>& args, bool in_client_namespace = true) const;
   // `steward vpn run -- sh -c <script>` in the client namespace.
   CommandResult run_admitted(const std::string& script) const;
   // `sh -c <script>` in the client namespace, not admitted.
