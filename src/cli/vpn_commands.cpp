@@ -374,6 +374,12 @@ void print_status(const json::object& status) {
   fmt::print("failures:     send {}  tun write {}  tun read refused {}  dtls given up {}\n",
              number(status, "send_failures"), number(status, "tun_write_failures"),
              number(status, "tun_read_refusals"), number(status, "dtls_failures"));
+  if (const auto* steering = status.if_contains("steering"); steering && steering->is_object()) {
+    const auto& verdicts = steering->as_object();
+    fmt::print("steering:     tunnelled {}  refused admitted {}  refused others {}  late {}\n",
+               number(verdicts, "tunnelled"), number(verdicts, "refused_admitted"),
+               number(verdicts, "refused_others"), number(verdicts, "dropped_late"));
+  }
   const auto* admit_all = status.if_contains("admit_all");
   if (admit_all && admit_all->is_bool() && admit_all->get_bool()) {
     fmt::print("admission:    off, every process's intranet traffic is tunnelled (admit_all)\n");
@@ -410,11 +416,23 @@ int disconnect(const DaemonFlags& flags) {
   auto answer = vpn::control_request(path, json::object{{"op", "disconnect"}}, 10s);
   if (!answer) {
     if (answer.error().code != ErrorCode::kUnavailable) return fail(answer.error().message);
-    if (auto cleaned = vpn::cleanup_instance(config->steering_options()); !cleaned) {
+    auto cleaned = vpn::cleanup_instance(config->steering_options());
+    if (!cleaned) {
       return fail("no daemon runs, and cleaning up after a previous one failed: " +
                   cleaned.error().message);
     }
-    fmt::print("no vpn daemon was running; nothing is left of instance {}\n", config->instance);
+    // The instance's ledger lock was free, so nobody serves this socket any more.
+    std::error_code ignored;
+    if (std::filesystem::is_socket(path, ignored)) std::filesystem::remove(path, ignored);
+    if (*cleaned == 0) {
+      fmt::print("no vpn daemon was running, and instance {} had nothing to clean up\n",
+                 config->instance);
+    } else {
+      fmt::print(
+          "no vpn daemon was running; removed the {} object(s) a stopped daemon of instance {} "
+          "left (routes, rules, nft tables, cgroup); nothing is left\n",
+          *cleaned, config->instance);
+    }
     return kExitOk;
   }
   auto deadline = std::chrono::steady_clock::now() + 15s;

@@ -238,6 +238,7 @@ TEST_F(VpnEndToEnd, RunReachesTheIntranetOverTcpAndUdpAndSoDoesItsGrandchild) {
         std::string::npos)
         << *metrics;
   }
+  EXPECT_NE(text.output.find("steering:     tunnelled "), std::string::npos) << text.output;
   EXPECT_NE(text.output.find("failures:     send 0  tun write 0  tun read refused 0"),
             std::string::npos)
       << text.output;
@@ -700,8 +701,13 @@ TEST_F(VpnEndToEnd, NothingIsLeftAfterDisconnectOrAfterSigkillAndRestart) {
   // Without a daemon, `disconnect` cleans up from the ledger.
   auto cleanup = daemon_->vpn({"disconnect"});
   EXPECT_EQ(cleanup.exit_code, 0) << cleanup.output;
+  EXPECT_NE(cleanup.output.find("removed the"), std::string::npos) << cleanup.output;
+  EXPECT_FALSE(std::filesystem::exists(daemon_->socket())) << "the dead daemon's socket stayed";
   left = daemon_->leftovers();
   EXPECT_TRUE(left.empty()) << fmt::format("{}", fmt::join(left, "\n"));
+  auto again = daemon_->vpn({"disconnect"});
+  EXPECT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_NE(again.output.find("nothing to clean up"), std::string::npos) << again.output;
 }
 
 }  // namespace

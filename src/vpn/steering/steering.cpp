@@ -237,10 +237,13 @@ std::string render_handover_ruleset(const SteeringPlan& plan, const SteeringOpti
   return render_handover(plan, options);
 }
 
-Status cleanup_instance(const SteeringOptions& options) {
+Result<size_t> cleanup_instance(const SteeringOptions& options) {
   auto ledger = Ledger::open(options.ledger_directory, options.instance);
   if (!ledger) return ledger.error();
-  return cleanup_from_ledger(*ledger);
+  auto listed = ledger->entries();
+  if (!listed) return listed.error();
+  if (auto status = cleanup_from_ledger(*ledger); !status) return status.error();
+  return listed->size();
 }
 
 namespace {

@@ -165,7 +165,7 @@ class Steering {
 };
 
 // Cleans up a crashed instance from its ledger without starting anything (`disconnect` when
-// no daemon runs). ok when there is no ledger.
-Status cleanup_instance(const SteeringOptions& options);
+// no daemon runs). Returns how many objects the ledger listed (0 when there is none).
+Result<size_t> cleanup_instance(const SteeringOptions& options);
 
 }  // namespace steward::vpn
