@@ -333,8 +333,10 @@ int admit(const DaemonFlags& flags, int pid, bool close_existing) {
       fmt::print("  {}\n", socket.as_string().c_str());
   }
   if (const auto* closed = answer->if_contains("closed")) {
-    fmt::print("closed {} of them (TCP only; UDP sockets cannot be closed from outside)\n",
-               closed->to_number<int64_t>());
+    fmt::print(
+        "closed {} of them (TCP toward the intranet only; UDP sockets cannot be closed "
+        "from outside)\n",
+        closed->to_number<int64_t>());
   }
   return kExitOk;
 }
@@ -459,7 +461,7 @@ void add_queries(CLI::App& vpn, std::function<int()>& action) {
   flags->daemon.add(admit_command);
   admit_command->add_option("pid", flags->pid, "Process id")->required();
   admit_command->add_flag("--close-existing", flags->close_existing,
-                          "Close its TCP connections opened before admission");
+                          "Close its TCP connections toward the intranet opened before admission");
   admit_command->callback([&action, flags] {
     action = [flags] { return admit(flags->daemon, flags->pid, flags->close_existing); };
   });

@@ -641,7 +641,21 @@ Result<json::object> Daemon::admit(const Peer& peer, const json::object& request
   answer["sockets_opened_before"] = std::move(sockets);
   const json::value* close = request.if_contains("close_existing");
   if (close && close->is_bool() && close->get_bool() && !earlier->empty()) {
-    auto closed = close_sockets(*earlier);
+    // Only connections toward the intranet: those are the ones the old cgroup keeps refused;
+    // the process's other connections (the internet, the gateway itself) are left alone.
+    const SteeringPlan& plan = steering_->plan();
+    auto in = [](const std::vector<Prefix>& prefixes, const boost::asio::ip::address& address) {
+      return std::any_of(prefixes.begin(), prefixes.end(),
+                         [&](const Prefix& prefix) { return prefix.contains(address); });
+    };
+    std::vector<ProcessSocket> toward_intranet;
+    for (const auto& socket : *earlier) {
+      if (!socket.remote.is_unspecified() && in(plan.intranet, socket.remote) &&
+          !in(plan.exclude, socket.remote)) {
+        toward_intranet.push_back(socket);
+      }
+    }
+    auto closed = close_sockets(toward_intranet);
     if (!closed) return closed.error();
     answer["closed"] = *closed;
   }
