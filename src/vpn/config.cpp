@@ -163,6 +163,22 @@ SteeringOptions VpnConfig::steering_options() const {
 }
 
 Status load_config_file(const std::string& path, VpnConfig& config) {
+  // The config decides what runs as root (gateway, cgroup paths, nft names): anybody who may
+  // change it must be trusted like root.
+  struct stat info {};
+  if (::stat(path.c_str(), &info) == 0) {
+    if ((info.st_mode & S_IWOTH) != 0) {
+      return Error::make(ErrorCode::kInvalidArgument,
+                         "config {} is writable by every user (mode {:o}): run `chmod o-w {}`",
+                         path, info.st_mode & 0777, path);
+    }
+    if (info.st_uid != ::geteuid() && info.st_uid != 0) {
+      return Error::make(ErrorCode::kInvalidArgument,
+                         "config {} belongs to uid {}, not to this user (uid {}) or root: run "
+                         "`chown {} {}`",
+                         path, info.st_uid, ::geteuid(), ::geteuid(), path);
+    }
+  }
   auto root = steward::config::parse_file(path);
   if (!root) return Error{ErrorCode::kInvalidArgument, "config " + root.error().message};
   if (auto status = only_known(*root, {"vpn"}, "", path); !status) return status;
@@ -224,6 +240,13 @@ Result<LoginSecrets> load_credentials_file(const std::string& path) {
   struct stat info {};
   if (::stat(path.c_str(), &info) != 0) {
     return Error::make(ErrorCode::kNotFound, "credentials file {} cannot be read", path);
+  }
+  // A secret another user owns is theirs to change (and so where Steward logs in as whom).
+  if (info.st_uid != ::geteuid() && info.st_uid != 0) {
+    return Error::make(ErrorCode::kInvalidArgument,
+                       "credentials file {} belongs to uid {}, not to this user (uid {}) or root: "
+                       "run `chown {} {}`",
+                       path, info.st_uid, ::geteuid(), ::geteuid(), path);
   }
   // A secret others can read is no longer a secret; refuse rather than use it.
   if ((info.st_mode & 077) != 0) {

@@ -108,8 +108,12 @@ Result<ExecRuleWatcher> start_exec_watcher(const AdmittedCgroup& cgroup,
   std::thread opener([&] {
     int netns = ::open(netns_path.c_str(), O_RDONLY | O_CLOEXEC);
     if (netns < 0 || ::setns(netns, CLONE_NEWNET) != 0) {
-      there.emplace(Error::make(ErrorCode::kIo, "{}; and {} cannot be entered: {}",
-                                here.error().message, netns_path, std::strerror(errno)));
+      there.emplace(Error::make(
+          ErrorCode::kIo,
+          "{}; and {} cannot be entered: {} (exec events come only in the initial network "
+          "namespace: run the daemon there, point vpn.exec_rules_netns at a file of that "
+          "namespace, or leave vpn.exec_rules empty)",
+          here.error().message, netns_path, std::strerror(errno)));
     } else {
       there.emplace(ExecRuleWatcher::start(cgroup, rules, std::move(on_admit)));
     }

@@ -169,6 +169,25 @@ TEST_F(VpnCredentialsFile, AFileOthersCanReadIsRefusedAndTheSecretIsNotRepeated)
   EXPECT_FALSE(load_credentials_file(dir_ + "/missing"));
 }
 
+TEST_F(VpnCredentialsFile, FilesAnotherUserOwnsOrEveryoneMayWriteAreRefused) {
+  std::string secret = write("o", "username = \"alice\"\npassword = \"s3cret\"\n");
+  std::string config_file = write("vpn.toml", "[vpn]\ngateway = \"https://vpn.example.test/\"\n");
+  VpnConfig config;
+  ASSERT_TRUE(load_config_file(config_file, config));
+  ::chmod(config_file.c_str(), 0666);
+  auto writable = load_config_file(config_file, config);
+  ASSERT_FALSE(writable);
+  EXPECT_NE(writable.error().message.find("chmod o-w"), std::string::npos);
+  ::chmod(config_file.c_str(), 0644);
+  if (::geteuid() != 0) GTEST_SKIP() << "changing a file's owner needs root";
+  ASSERT_EQ(::chown(secret.c_str(), 65534, 65534), 0);
+  ASSERT_EQ(::chown(config_file.c_str(), 65534, 65534), 0);
+  auto theirs = load_credentials_file(secret);
+  ASSERT_FALSE(theirs);
+  EXPECT_NE(theirs.error().message.find("chown"), std::string::npos) << theirs.error().message;
+  EXPECT_FALSE(load_config_file(config_file, config));
+}
+
 // An IPv4 header of a fragment: identification `id`, offset in 8-byte units, more-fragments.
 std::vector<uint8_t> fragment(uint16_t id, int offset, bool more, uint8_t last_octet = 2) {
   std::vector<uint8_t> packet(28, 0);

@@ -322,7 +322,7 @@ struct Session::Impl : std::enable_shared_from_this<Impl> {
           fmt::format("gave up reconnecting after {}s", options.reconnect_timeout.count())));
       co_return Next::kEnd;
     }
-    logger->info("session={} reconnect failed, retry_in_ms={} reason=\"{}\"", id,
+    logger->warn("session={} reconnect failed, retry_in_ms={} reason=\"{}\"", id,
                  retry.backoff.count(), error.message);
     backoff_timer.expires_after(retry.backoff);
     co_await backoff_timer.async_wait(kTuple);
