@@ -282,8 +282,9 @@ int run(const DaemonFlags& flags, const std::vector<std::string>& parsed) {
   for (int signal : {SIGINT, SIGTERM, SIGHUP, SIGQUIT})
     std::signal(signal, pass_signal);
 
-  auto admitted = vpn::control_request(config->control_socket_path(),
-                                       json::object{{"op", "run"}, {"pid", child}}, 60s);
+  auto admitted =
+      vpn::control_request(config->control_socket_path(),
+                           json::object{{"op", "run"}, {"pid", child}, {"command", argv[0]}}, 60s);
   if (!admitted) {
     ::close(go[1]);  // the child exits 126 without running the command
     ::waitpid(child, nullptr, 0);

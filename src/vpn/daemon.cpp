@@ -633,7 +633,15 @@ Result<json::object> Daemon::admit(const Peer& peer, const json::object& request
   if (run) {
     if (auto added = steering_->cgroup().add_process(pid); !added) return added.error();
     admissions_++;
-    log_->info("admission pid={} exe={} decision=admit reason=run", pid, executable_of(pid));
+    // The process is still `steward vpn run` (it execs the command once admitted): log the
+    // command it names as well.
+    const json::value* command = request.if_contains("command");
+    std::string name = command && command->is_string() ? std::string(command->get_string()) : "";
+    name.erase(std::remove_if(name.begin(), name.end(),
+                              [](unsigned char c) { return c < 0x20 || c == '"' || c == 0x7f; }),
+               name.end());
+    log_->info("admission pid={} exe={} command=\"{}\" decision=admit reason=run", pid,
+               executable_of(pid), name.substr(0, 256));
     return answer;
   }
   auto earlier = admit_process(steering_->cgroup(), pid);

@@ -189,6 +189,10 @@ TEST_F(VpnEndToEnd, RunReachesTheIntranetOverTcpAndUdpAndSoDoesItsGrandchild) {
   EXPECT_EQ(grandchild.exit_code, 0) << grandchild.output << daemon_->log();
   EXPECT_NE(grandchild.output.find(IntranetServices::kHello), std::string::npos);
 
+  // Each admission is logged with the command `run` was given (the process is still steward's
+  // until it execs).
+  EXPECT_NE(daemon_->log().find("command=\"sh\" decision=admit reason=run"), std::string::npos)
+      << daemon_->log();
   // The command's exit code is `run`'s.
   EXPECT_EQ(daemon_->run_admitted("exit 7").exit_code, 7);
   // Its words arrive as typed, brackets and commas included (the CLI parser would split
