@@ -400,7 +400,19 @@ int status(const DaemonFlags& flags, bool as_json) {
   if (!config) return fail(config.error().message, kExitUsage);
   auto answer =
       vpn::control_request(config->control_socket_path(), json::object{{"op", "status"}}, 10s);
-  if (!answer) return fail(answer.error().message);
+  if (!answer) {
+    std::string message = answer.error().code == ErrorCode::kUnavailable
+                              ? fmt::format("no vpn daemon is running for instance {} ({})",
+                                            config->instance, answer.error().message)
+                              : answer.error().message;
+    // Scripts reading --json get JSON either way.
+    if (as_json) {
+      fmt::print("{}\n", json::serialize(json::object{{"state", "not running"},
+                                                      {"instance", config->instance},
+                                                      {"error", message}}));
+    }
+    return fail(message);
+  }
   answer->erase("ok");
   if (as_json) {
     fmt::print("{}\n", json::serialize(*answer));

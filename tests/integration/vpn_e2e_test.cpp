@@ -714,6 +714,10 @@ TEST_F(VpnEndToEnd, NothingIsLeftAfterDisconnectOrAfterSigkillAndRestart) {
   auto again = daemon_->vpn({"disconnect"});
   EXPECT_EQ(again.exit_code, 0) << again.output;
   EXPECT_NE(again.output.find("nothing to clean up"), std::string::npos) << again.output;
+  auto none = daemon_->vpn({"status", "--json"});
+  EXPECT_NE(none.exit_code, 0);
+  EXPECT_NE(none.output.find("\"state\":\"not running\""), std::string::npos) << none.output;
+  EXPECT_NE(none.output.find("no vpn daemon is running"), std::string::npos) << none.output;
 }
 
 }  // namespace
