@@ -1,8 +1,15 @@
 #include "core/config.h"
 
+#include <filesystem>
+
 namespace steward::config {
 
 Result<toml::table> parse_file(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) {
+    return Error::make(ErrorCode::kInvalidArgument, "config {}: {}", path,
+                       std::filesystem::exists(path, ec) ? "not a regular file" : "no such file");
+  }
   try {
     return toml::parse_file(path);
   } catch (const toml::parse_error& error) {

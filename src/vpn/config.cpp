@@ -166,7 +166,7 @@ Status load_config_file(const std::string& path, VpnConfig& config) {
   // The config decides what runs as root (gateway, cgroup paths, nft names): anybody who may
   // change it must be trusted like root.
   struct stat info {};
-  if (::stat(path.c_str(), &info) == 0) {
+  if (::stat(path.c_str(), &info) == 0 && S_ISREG(info.st_mode)) {
     if ((info.st_mode & S_IWOTH) != 0) {
       return Error::make(ErrorCode::kInvalidArgument,
                          "config {} is writable by every user (mode {:o}): run `chmod o-w {}`",
@@ -180,7 +180,7 @@ Status load_config_file(const std::string& path, VpnConfig& config) {
     }
   }
   auto root = steward::config::parse_file(path);
-  if (!root) return Error{ErrorCode::kInvalidArgument, "config " + root.error().message};
+  if (!root) return root.error();
   if (auto status = only_known(*root, {"vpn"}, "", path); !status) return status;
   const toml::table* table = (*root)["vpn"].as_table();
   if (!table) return ok();

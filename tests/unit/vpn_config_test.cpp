@@ -179,6 +179,13 @@ TEST_F(VpnCredentialsFile, FilesAnotherUserOwnsOrEveryoneMayWriteAreRefused) {
   ASSERT_FALSE(writable);
   EXPECT_NE(writable.error().message.find("chmod o-w"), std::string::npos);
   ::chmod(config_file.c_str(), 0644);
+  auto missing = load_config_file(dir_ + "/missing.toml", config);
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().message, "config " + dir_ + "/missing.toml: no such file");
+  auto directory = load_config_file(dir_, config);
+  ASSERT_FALSE(directory);
+  EXPECT_NE(directory.error().message.find("not a regular file"), std::string::npos)
+      << directory.error().message;
   if (::geteuid() != 0) GTEST_SKIP() << "changing a file's owner needs root";
   ASSERT_EQ(::chown(secret.c_str(), 65534, 65534), 0);
   ASSERT_EQ(::chown(config_file.c_str(), 65534, 65534), 0);
