@@ -53,6 +53,13 @@ struct DaemonFlags {
     }
     if (!instance.empty()) config.instance = instance;
     if (!socket.empty()) config.control_socket = socket;
+    // The instance names files in the state directory (its socket, ledger and lock).
+    if (config.instance.empty() || config.instance.find('/') != std::string::npos ||
+        config.instance.front() == '.') {
+      return Error::make(ErrorCode::kInvalidArgument,
+                         "instance '{}' must be a name without '/' that does not start with '.'",
+                         config.instance);
+    }
     return config;
   }
 };

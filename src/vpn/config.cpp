@@ -209,8 +209,9 @@ Status validate(const VpnConfig& config) {
   if (!fits_link_name(config.tun_name)) {
     return bad("tun_name must be 1 to 15 characters without '/', ':' or spaces");
   }
-  if (config.instance.empty() || config.instance.find('/') != std::string::npos) {
-    return bad("instance must be a non-empty name without '/'");
+  if (config.instance.empty() || config.instance.find('/') != std::string::npos ||
+      config.instance.front() == '.') {
+    return bad("instance must be a non-empty name without '/' that does not start with '.'");
   }
   if (config.nft_table.empty() ||
       config.nft_table.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"

@@ -718,6 +718,9 @@ TEST_F(VpnEndToEnd, NothingIsLeftAfterDisconnectOrAfterSigkillAndRestart) {
   EXPECT_NE(none.exit_code, 0);
   EXPECT_NE(none.output.find("\"state\":\"not running\""), std::string::npos) << none.output;
   EXPECT_NE(none.output.find("no vpn daemon is running"), std::string::npos) << none.output;
+  // An instance name is a file name in the state directory, never a path.
+  EXPECT_EQ(daemon_->vpn({"disconnect", "--instance", "../escape"}).exit_code, 2);
+  EXPECT_EQ(daemon_->vpn({"status", "--instance", ".hidden"}).exit_code, 2);
 }
 
 }  // namespace
