@@ -99,7 +99,9 @@ Status unmount_cgroup2(const std::string& path) {
     return Error::make(ErrorCode::kIo, "cgroup2: cannot unmount {}: {}", path,
                        std::strerror(errno));
   }
-  ::rmdir(path.c_str());
+  // The directory stays: in another mount namespace (each `ip netns exec` has its own) it may
+  // carry another daemon's mount of the same path, and removing a directory detaches the mounts
+  // on it in every namespace.
   return ok();
 }
 

@@ -29,7 +29,8 @@ std::optional<Cgroup2Mount> find_cgroup2();
 // mounts cgroup2 at `fallback_path` (created if missing) and returns it with private_mount.
 Result<Cgroup2Mount> find_or_mount_cgroup2(const std::string& fallback_path);
 
-// Unmounts a mount made by find_or_mount_cgroup2 and removes its directory if empty.
+// Unmounts a mount made by find_or_mount_cgroup2 in this mount namespace. Its directory stays
+// (it may hold a mount of another namespace).
 Status unmount_cgroup2(const std::string& path);
 
 // True when `relative_path` names a group strictly below a cgroup2 mount: one or more
