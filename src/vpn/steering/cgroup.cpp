@@ -131,8 +131,8 @@ bool is_group_path(const std::string& relative_path) {
   return true;
 }
 
-Result<AdmittedCgroup> AdmittedCgroup::create(const Cgroup2Mount& mount,
-                                              const std::string& relative_path) {
+Result<AdmittedCgroup> AdmittedCgroup::at(const Cgroup2Mount& mount,
+                                          const std::string& relative_path) {
   if (!is_group_path(relative_path)) {
     return Error::make(ErrorCode::kInvalidArgument,
                        "cgroup path '{}' must be relative and stay below the mount", relative_path);
@@ -141,17 +141,40 @@ Result<AdmittedCgroup> AdmittedCgroup::create(const Cgroup2Mount& mount,
   group.path_ = mount.path + "/" + relative_path;
   group.relative_path_ = relative_path;
   group.level_ = depth_of(relative_path);
-  std::error_code ec;
-  if (fs::exists(group.path_)) {
-    return Error::make(ErrorCode::kAlreadyExists, "cgroup {} exists and is not ours", group.path_);
-  }
-  fs::create_directories(group.path_, ec);
-  if (ec) {
-    return Error::make(ErrorCode::kIo, "cgroup {}: cannot create: {}", group.path_, ec.message());
-  }
-  auto id = cgroup_id_of(group.path_);
+  return group;
+}
+
+Status AdmittedCgroup::read_id() {
+  auto id = cgroup_id_of(path_);
   if (!id) return id.error();
-  group.id_ = *id;
+  id_ = *id;
+  return ok();
+}
+
+Result<AdmittedCgroup> AdmittedCgroup::create(const Cgroup2Mount& mount,
+                                              const std::string& relative_path) {
+  auto group = at(mount, relative_path);
+  if (!group) return group.error();
+  if (fs::exists(group->path_)) {
+    return Error::make(ErrorCode::kAlreadyExists, "cgroup {} exists and is not ours", group->path_);
+  }
+  std::error_code ec;
+  fs::create_directories(group->path_, ec);
+  if (ec) {
+    return Error::make(ErrorCode::kIo, "cgroup {}: cannot create: {}", group->path_, ec.message());
+  }
+  if (auto read = group->read_id(); !read) return read.error();
+  return group;
+}
+
+Result<AdmittedCgroup> AdmittedCgroup::adopt(const Cgroup2Mount& mount,
+                                             const std::string& relative_path) {
+  auto group = at(mount, relative_path);
+  if (!group) return group.error();
+  if (!fs::is_directory(group->path_)) {
+    return Error::make(ErrorCode::kNotFound, "cgroup {} is not there", group->path_);
+  }
+  if (auto read = group->read_id(); !read) return read.error();
   return group;
 }
 

@@ -45,6 +45,10 @@ class AdmittedCgroup {
   // group's id. kAlreadyExists when the group itself exists (someone else's); kIo and the
   // path when the kernel refuses.
   static Result<AdmittedCgroup> create(const Cgroup2Mount& mount, const std::string& relative_path);
+  // Takes over the group <mount>/<relative_path> that a previous run of the same instance made
+  // (its ledger says so; the caller checks): the directory keeps its id and its members stay
+  // members. kNotFound when the group is not there; kIo when its id cannot be read.
+  static Result<AdmittedCgroup> adopt(const Cgroup2Mount& mount, const std::string& relative_path);
 
   // Moves `pid` (a whole process) into the group by writing cgroup.procs. kNotFound when the
   // process does not exist.
@@ -62,6 +66,11 @@ class AdmittedCgroup {
   const std::string& relative_path() const { return relative_path_; }
 
  private:
+  // The group's place (path checked to stay below the mount), without touching the kernel.
+  static Result<AdmittedCgroup> at(const Cgroup2Mount& mount, const std::string& relative_path);
+  // Reads the id of the directory at path_.
+  Status read_id();
+
   std::string path_;
   std::string relative_path_;
   uint64_t id_ = 0;
