@@ -2,6 +2,7 @@
 // (tests/support/vpn_netns.h): admitted processes' intranet traffic arrives on the TUN, other
 // traffic toward the intranet is refused locally and never reaches the peer, and everything
 // Steward created goes away on stop and after a SIGKILL.
+#include "core/log.h"
 #include "support/vpn_netns.h"
 #include "vpn/policy/admission.h"
 #include "vpn/policy/flow_check.h"
@@ -9,6 +10,7 @@
 #include "vpn/tun/tun_device.h"
 
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/read.hpp>
@@ -72,6 +74,25 @@ pid_t spawn_unadmitted(const std::vector<std::string>& argv) {
   }
   return pid;
 }
+
+// The lines the "vpn" logger writes while this object lives.
+class VpnLogCapture {
+ public:
+  VpnLogCapture() : sink_(std::make_shared<spdlog::sinks::ostream_sink_mt>(lines_)) {
+    log::get("vpn")->sinks().push_back(sink_);
+  }
+  ~VpnLogCapture() {
+    auto& sinks = log::get("vpn")->sinks();
+    sinks.erase(std::remove(sinks.begin(), sinks.end(), sink_), sinks.end());
+  }
+  VpnLogCapture(const VpnLogCapture&) = delete;
+  VpnLogCapture& operator=(const VpnLogCapture&) = delete;
+  std::string text() const { return lines_.str(); }
+
+ private:
+  std::ostringstream lines_;
+  std::shared_ptr<spdlog::sinks::ostream_sink_mt> sink_;
+};
 
 // What an earlier run of this test that crashed (no TearDown) left: its namespaces, cgroup
 // and directory are named after its PID, which no longer runs.
@@ -180,6 +201,16 @@ class VpnSteering : public ::testing::Test {
       auto up = steering_->set_tunnel_up(tun_->ifindex());
       ASSERT_TRUE(up) << up.error().message;
     }
+  }
+
+  // A start of this instance that must fail: its error (kInternal when it did not fail).
+  Error failed_start() {
+    auto plan = SteeringPlan::from(config_, options_.gateway_addresses);
+    if (!plan) return plan.error();
+    auto steering = Steering::start(options_, *plan);
+    if (!steering) return steering.error();
+    steering_ = std::move(*steering);  // stopped by TearDown
+    return Error{ErrorCode::kInternal, "the start succeeded"};
   }
 
   pid_t spawn_admitted(const std::vector<std::string>& argv) {
@@ -341,11 +372,10 @@ TEST_F(VpnSteering, UnadmittedProcessIsRefusedLocallyAndNothingLeavesTowardTheIn
 
 TEST_F(VpnSteering, ASecondStartOfARunningInstanceIsRefusedAndChangesNothing) {
   start();
-  auto plan = SteeringPlan::from(config_, options_.gateway_addresses);
-  ASSERT_TRUE(plan);
-  auto second = Steering::start(options_, *plan);
-  ASSERT_FALSE(second);
-  EXPECT_EQ(second.error().code, ErrorCode::kConflict) << second.error().message;
+  auto running = std::move(steering_);
+  auto second = failed_start();
+  steering_ = std::move(running);
+  EXPECT_EQ(second.code, ErrorCode::kConflict) << second.message;
   EXPECT_EQ(cleanup_instance(options_).error().code, ErrorCode::kConflict);
 
   pid_t pid = spawn_admitted({"bash", "-c", udp_send(kIntranetHost, 7)});
@@ -549,12 +579,14 @@ TEST_F(VpnSteering, StartAfterASigkilledInstanceRemovesWhatItLeft) {
   expect_nothing_left();
 }
 
-// Sends UDP toward the intranet (IPv4 and IPv6) as fast as it can from one socket per family,
-// refusals ignored, until a stop file appears (at most 30 s); then writes "<sent> <refused>".
+// Sends UDP to port 9 of an IPv4 and an IPv6 host (by default in the intranet) as fast as it
+// can from one socket per family, refusals ignored, until a stop file appears (at most 30 s);
+// then writes "<sent> <refused>".
 constexpr const char* kIntranetSender = R"(import os, socket, sys, time
 stop, ready, report = sys.argv[1:4]
-targets = [(socket.socket(socket.AF_INET, socket.SOCK_DGRAM), ('198.18.4.1', 9)),
-           (socket.socket(socket.AF_INET6, socket.SOCK_DGRAM), ('64:ff9b::c612:401', 9))]
+host4, host6 = sys.argv[4:6] if len(sys.argv) > 5 else ('198.18.4.1', '64:ff9b::c612:401')
+targets = [(socket.socket(socket.AF_INET, socket.SOCK_DGRAM), (host4, 9)),
+           (socket.socket(socket.AF_INET6, socket.SOCK_DGRAM), (host6, 9))]
 sent = refused = 0
 deadline = time.monotonic() + 30
 while not os.path.exists(stop) and time.monotonic() < deadline:
@@ -631,12 +663,8 @@ TEST_F(VpnSteering, AStartThatFailsAfterASigkilledInstanceKeepsRefusingThroughTh
   ASSERT_TRUE(testing::shell(
       fmt::format("ip route add prohibit 198.18.5.0/24 table {} metric 4000", options_.table)));
   config_.split_include.push_back(*Prefix::parse("198.18.5.0/24"));
-  auto plan = SteeringPlan::from(config_, options_.gateway_addresses);
-  ASSERT_TRUE(plan);
-  auto failed = Steering::start(options_, *plan);
-  ASSERT_FALSE(failed);
-  EXPECT_NE(failed.error().message.find("prohibit route"), std::string::npos)
-      << failed.error().message;
+  auto failed = failed_start();
+  EXPECT_NE(failed.message.find("prohibit route"), std::string::npos) << failed.message;
 
   // Only the handover is left, in the kernel and in the ledger, and it refuses.
   auto tables = testing::shell("nft list tables");
@@ -662,15 +690,163 @@ TEST_F(VpnSteering, AStartThatFailsAfterASigkilledInstanceKeepsRefusingThroughTh
   expect_nothing_left();
 }
 
+// Every 20 ms (for at most 30 s), a datagram to port 85 of the intranet host from a socket
+// opened at the start, and one to port 87 from a new socket; refusals ignored.
+constexpr const char* kKeepsSending = R"(import socket, time
+early = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(1500):
+    for sock, port in [(early, 85), (socket.socket(socket.AF_INET, socket.SOCK_DGRAM), 87)]:
+        try:
+            sock.sendto(b'x', ('198.18.4.1', port))
+        except OSError:
+            pass
+    time.sleep(0.02)
+)";
+
+TEST_F(VpnSteering, AProcessAdmittedBeforeASigkillStaysAdmittedAndIsTunnelledAfterTheNextStart) {
+  pid_t admitted = crash_an_instance({"/usr/bin/python3", "-c", kKeepsSending});
+  ASSERT_GT(admitted, 0);
+  auto mount = find_cgroup2();
+  ASSERT_TRUE(mount);
+  auto id_before = cgroup_id_of(mount->path + "/" + options_.cgroup_path);
+  ASSERT_TRUE(id_before) << id_before.error().message;
+
+  VpnLogCapture log;
+  start(/*tunnel_up=*/false);
+  EXPECT_EQ(intranet_at_peer(), 0u)
+      << "intranet packets left while the start replaced the crashed run";
+  // The group was adopted, not made again: same directory, same id, same member.
+  EXPECT_EQ(steering_->cgroup().id(), *id_before);
+  EXPECT_TRUE(steering_->cgroup().contains(admitted)) << "the admitted process lost its admission";
+  EXPECT_NE(
+      log.text().find(fmt::format("adopted the admitted cgroup {}", steering_->cgroup().path())),
+      std::string::npos)
+      << log.text();
+  EXPECT_NE(log.text().find(fmt::format("processes=1 pids={}", admitted)), std::string::npos)
+      << log.text();
+
+  // Once the tunnel is up, its datagrams, from the socket it opened before the crash and from
+  // new ones, are marked and arrive on the TUN.
+  ASSERT_TRUE(steering_->set_tunnel_up(tun_->ifindex()));
+  EXPECT_TRUE(read_tun_until(toward(kIntranetHost, 85), 2s)) << "its early socket is not steered";
+  EXPECT_TRUE(read_tun_until(toward(kIntranetHost, 87), 2s)) << "its new sockets are not steered";
+  // A process nobody admitted is refused, and nothing of it reaches the TUN.
+  pid_t other = spawn_unadmitted({"bash", "-c", udp_send(kIntranetHost, 86)});
+  EXPECT_NE(wait_exit(other), 0) << "the unadmitted datagram should have been refused";
+  EXPECT_FALSE(read_tun_until(toward(kIntranetHost, 86), 300ms));
+  auto counters = steering_->counters();
+  ASSERT_TRUE(counters) << counters.error().message;
+  EXPECT_GT(counters->tunnelled, 0u);
+  EXPECT_GE(counters->refused_others, 1u);
+
+  // A normal stop removes the adopted group with the rest.
+  ::kill(admitted, SIGKILL);
+  ASSERT_TRUE(steering_->stop());
+  steering_.reset();
+  tun_.reset();
+  expect_nothing_left();
+}
+
+TEST_F(VpnSteering, WithAFullTunnelNoPacketOfAnAdoptedProcessLeavesWhileAStartReplacesIt) {
+  // The gateway sends no split-include: everything is intranet, and a process that lost its
+  // admission would take the normal route (198.18.6.0/24 is counted at the peer as "outside").
+  config_.split_include.clear();
+  std::vector<std::string> sender = {"/usr/bin/python3",
+                                     "-c",
+                                     kIntranetSender,
+                                     directory_ + "/stop",
+                                     directory_ + "/sender.ready",
+                                     directory_ + "/sender",
+                                     "198.18.6.1",
+                                     "64:ff9b::c612:601"};
+  pid_t admitted = crash_an_instance(sender);
+  for (int i = 0; i < 250 && !std::filesystem::exists(directory_ + "/sender.ready"); ++i)
+    std::this_thread::sleep_for(20ms);
+  ASSERT_TRUE(std::filesystem::exists(directory_ + "/sender.ready")) << "the sender did not start";
+
+  // The second start hands over while the sender keeps sending: before, during and after it
+  // (the tunnel still down), everything the sender sends is refused.
+  start(/*tunnel_up=*/false);
+  std::this_thread::sleep_for(200ms);
+  auto outside = netns_->counter("outside");
+  ASSERT_TRUE(outside) << outside.error().message;
+  EXPECT_EQ(*outside, 0u) << "the adopted process's packets took the normal route";
+  auto counters = steering_->counters();
+  ASSERT_TRUE(counters) << counters.error().message;
+  EXPECT_GT(counters->refused_admitted, 0u) << "the new table does not see the sender admitted";
+  // Once the tunnel is up, they go into it.
+  ASSERT_TRUE(steering_->set_tunnel_up(tun_->ifindex()));
+  EXPECT_TRUE(read_tun_until(toward("198.18.6.1", 9), 2s)) << "the adopted process is not steered";
+
+  std::ofstream(directory_ + "/stop").close();
+  for (int i = 0; i < 250 && !std::filesystem::exists(directory_ + "/sender"); ++i)
+    std::this_thread::sleep_for(20ms);
+  if (admitted > 0) ::kill(admitted, SIGKILL);
+  uint64_t sent = 0, refused = 0;
+  std::ifstream(directory_ + "/sender") >> sent >> refused;
+  EXPECT_GT(refused, 10'000u) << "the sender hardly ran (sent " << sent << ")";
+}
+
+TEST_F(VpnSteering, AGroupAtTheAdmittedPathThatTheLedgerDoesNotListIsNotAdopted) {
+  pid_t sleeper = crash_an_instance({"sleep", "30"});
+  ASSERT_GT(sleeper, 0);
+  // The crashed run's ledger forgets its group: from now on it is someone else's.
+  auto mount = find_cgroup2();
+  ASSERT_TRUE(mount);
+  {
+    auto ledger = Ledger::open(options_.ledger_directory, options_.instance);
+    ASSERT_TRUE(ledger) << ledger.error().message;
+    LedgerEntry group;
+    group.kind = LedgerEntry::Kind::kCgroup;
+    group.name = mount->path;
+    group.text = options_.cgroup_path;
+    ASSERT_TRUE(ledger->forget(group));
+  }
+
+  auto refused = failed_start();
+  EXPECT_NE(refused.message.find("exists and is not ours"), std::string::npos) << refused.message;
+  // The group and its member are left alone.
+  std::string group = mount->path + "/" + options_.cgroup_path;
+  std::string procs;
+  std::ifstream(group + "/cgroup.procs") >> procs;
+  EXPECT_EQ(procs, std::to_string(sleeper));
+
+  ::kill(sleeper, SIGKILL);
+  EXPECT_TRUE(cleanup_instance(options_));
+  EXPECT_TRUE(remove_cgroup(mount->path, options_.cgroup_path));
+  expect_nothing_left();
+}
+
+TEST_F(VpnSteering, AnAdmittedGroupThatIsGoneIsReplacedByAFreshOneWithAWarning) {
+  pid_t quick = crash_an_instance({"true"});
+  ASSERT_GT(quick, 0);
+  auto mount = find_cgroup2();
+  ASSERT_TRUE(mount);
+  // The crashed run's group (listed in its ledger) vanishes once its member has exited.
+  std::string group = mount->path + "/" + options_.cgroup_path;
+  for (int i = 0; i < 100 && ::rmdir(group.c_str()) != 0; ++i)
+    std::this_thread::sleep_for(20ms);
+  ASSERT_FALSE(std::filesystem::exists(group));
+
+  VpnLogCapture log;
+  start();
+  EXPECT_NE(log.text().find("cannot adopt the admitted cgroup"), std::string::npos) << log.text();
+  EXPECT_EQ(log.text().find("adopted the admitted cgroup"), std::string::npos) << log.text();
+  pid_t admitted = spawn_admitted({"bash", "-c", udp_send(kIntranetHost, 7)});
+  EXPECT_TRUE(read_tun_until(toward(kIntranetHost, 7), 2s)) << "the fresh group does not work";
+  wait_exit(admitted);
+  ASSERT_TRUE(steering_->stop());
+  steering_.reset();
+  tun_.reset();
+  expect_nothing_left();
+}
+
 TEST_F(VpnSteering, RefusesToStartWhenAPieceCannotBeSetUpAndLeavesOthersAlone) {
   // Someone else's nft table of the same name.
   ASSERT_TRUE(testing::shell("nft add table inet " + options_.nft_table));
-  auto plan = SteeringPlan::from(config_, options_.gateway_addresses);
-  ASSERT_TRUE(plan);
-  auto steering = Steering::start(options_, *plan);
-  ASSERT_FALSE(steering);
-  EXPECT_NE(steering.error().message.find("nft table inet steward_test"), std::string::npos)
-      << steering.error().message;
+  auto failed = failed_start();
+  EXPECT_NE(failed.message.find("nft table inet steward_test"), std::string::npos)
+      << failed.message;
 
   auto tables = testing::shell("nft list tables");
   ASSERT_TRUE(tables);

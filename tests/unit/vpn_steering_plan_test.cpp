@@ -133,10 +133,11 @@ TEST_F(NftRuleset, ADefaultRouteIntranetIsNotClosedToEveryone) {
 
 class HandoverRuleset : public ::testing::Test {
  protected:
-  std::string render(const TunnelConfig& config) {
+  // `adopted`: the path of a group adopted from the earlier run, as nft resolves it.
+  std::string render(const TunnelConfig& config, const std::string& adopted = {}) {
     auto plan = SteeringPlan::from(config, {ip::make_address("198.18.0.1")});
     EXPECT_TRUE(plan);
-    return render_handover_ruleset(*plan, options_);
+    return render_handover_ruleset(*plan, options_, adopted, adopted.empty() ? 0 : 2);
   }
   // The text of set `name`, up to its closing brace.
   static std::string set_text(const std::string& text, const std::string& name) {
@@ -193,6 +194,37 @@ TEST_F(HandoverRuleset, ADefaultRouteIntranetIsRefusedToEveryoneOnlyWhenEveryone
   EXPECT_NE(text.find("meta l4proto { tcp, udp } th dport 53 counter name refused jump refuse"),
             std::string::npos)
       << text;
+}
+
+TEST_F(HandoverRuleset, AnAdoptedGroupIsRefusedTowardTheWholeIntranetAndForDnsLikeTheNewTable) {
+  auto config = split_config();
+  config.split_include.clear();
+  std::string text = render(config, "unified/steward-vpn/admitted");
+  const std::string members = " socket cgroupv2 level 2 \"unified/steward-vpn/admitted\"";
+  // Its members are admitted: the new table refuses them toward everything in the intranet,
+  // default routes too, and sends their DNS into the tunnel, which is down.
+  EXPECT_NE(set_text(text, "intranet4").find("0.0.0.0/0"), std::string::npos) << text;
+  EXPECT_NE(set_text(text, "intranet6").find("::/0"), std::string::npos) << text;
+  EXPECT_NE(text.find("ip daddr @intranet4" + members + " counter name refused jump refuse"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("ip6 daddr @intranet6" + members + " counter name refused jump refuse"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("th dport 53" + members + " counter name refused jump refuse"),
+            std::string::npos)
+      << text;
+  // Everyone else keeps the default route, as without an adopted group; excluded destinations
+  // come first for the members too.
+  EXPECT_EQ(set_text(text, "refused4").find("0.0.0.0/0"), std::string::npos) << text;
+  EXPECT_LT(text.find("ip daddr @exclude4 accept"), text.find("ip daddr @intranet4" + members));
+
+  // Without an adopted group nothing names a cgroup; with admit_all everyone is refused so
+  // already, and no cgroup is named either.
+  EXPECT_EQ(render(config).find("socket cgroupv2"), std::string::npos);
+  options_.admit_all = true;
+  EXPECT_EQ(render(config, "unified/steward-vpn/admitted").find("socket cgroupv2"),
+            std::string::npos);
 }
 
 }  // namespace

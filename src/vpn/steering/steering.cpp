@@ -11,6 +11,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <string_view>
 
 namespace steward::vpn {
 namespace {
@@ -60,13 +61,16 @@ std::string set(const std::string& name, const std::vector<Prefix>& prefixes, bo
                      v4 ? "ipv4_addr" : "ipv6_addr", elements(prefixes, v4, skip_default));
 }
 
+// The match that selects the sockets of a cgroup, with its leading space.
+std::string cgroup_match(const std::string& cgroup_nft_path, int cgroup_level) {
+  return fmt::format(" socket cgroupv2 level {} \"{}\"", cgroup_level, cgroup_nft_path);
+}
+
 std::string render(const SteeringPlan& plan, const SteeringOptions& options,
                    const std::string& cgroup_nft_path, int cgroup_level, bool tunnel_up) {
-  // The match that selects admitted sockets, with its leading space; empty when every socket
-  // is admitted.
-  const std::string admitted = options.admit_all ? std::string()
-                                                 : fmt::format(" socket cgroupv2 level {} \"{}\"",
-                                                               cgroup_level, cgroup_nft_path);
+  // The match that selects admitted sockets; empty when every socket is admitted.
+  const std::string admitted =
+      options.admit_all ? std::string() : cgroup_match(cgroup_nft_path, cgroup_level);
   const std::string mark = fmt::format("{:#x}", options.mark);
   std::string out = fmt::format("table inet {} {{\n", options.nft_table);
 
@@ -146,25 +150,36 @@ std::string render(const SteeringPlan& plan, const SteeringOptions& options,
   return out;
 }
 
-// The handover: the new steering's refusals with the tunnel down and nobody admitted yet (the
-// crashed run's group is about to go, the new one does not exist): per-process, everyone is
-// refused toward the closed intranet; with admit_all every socket counts as admitted, so the
-// whole intranet and DNS (which the new table redirects into it) are refused.
-std::string render_handover(const SteeringPlan& plan, const SteeringOptions& options) {
+// The handover: the new steering's refusals with the tunnel down. Per process, everyone is
+// refused toward the closed intranet, and the members of a group adopted from the previous run
+// (`adopted`: its match; empty when the new group is fresh and nobody is admitted yet) toward
+// the whole intranet and for DNS (which the new table redirects into it). With admit_all every
+// socket counts as admitted, so everyone is refused so.
+std::string render_handover(const SteeringPlan& plan, const SteeringOptions& options,
+                            const std::string& adopted) {
   const bool everything = options.admit_all;
+  const bool members = !everything && !adopted.empty();
   std::string out = fmt::format("table {} {{\n", handover_table_name(options));
   out += set("refused4", plan.intranet, true, !everything) +
          set("refused6", plan.intranet, false, !everything);
+  if (members)
+    out += set("intranet4", plan.intranet, true) + set("intranet6", plan.intranet, false);
   out += set("exclude4", plan.exclude, true) + set("exclude6", plan.exclude, false);
   out += "  counter refused {}\n";
   out += kRefuseChain;
   out += "  chain hold {\n    type filter hook output priority filter; policy accept;\n";
   out += "    ip daddr @exclude4 accept\n    ip6 daddr @exclude6 accept\n";
+  if (members) {
+    out += fmt::format("    ip daddr @intranet4{} counter name refused jump refuse\n", adopted);
+    out += fmt::format("    ip6 daddr @intranet6{} counter name refused jump refuse\n", adopted);
+  }
   out +=
       "    ip daddr @refused4 counter name refused jump refuse\n"
       "    ip6 daddr @refused6 counter name refused jump refuse\n";
-  if (everything && plan.dns) {
-    out += "    meta l4proto { tcp, udp } th dport 53 counter name refused jump refuse\n";
+  if ((everything || members) && plan.dns) {
+    out += fmt::format(
+        "    meta l4proto {{ tcp, udp }} th dport 53{} counter name refused jump refuse\n",
+        members ? adopted : "");
   }
   out += "  }\n}\n";
   return out;
@@ -233,8 +248,13 @@ std::string render_nft_ruleset(const SteeringPlan& plan, const SteeringOptions& 
   return render(plan, options, cgroup_nft_path, cgroup_level, false);
 }
 
-std::string render_handover_ruleset(const SteeringPlan& plan, const SteeringOptions& options) {
-  return render_handover(plan, options);
+std::string render_handover_ruleset(const SteeringPlan& plan, const SteeringOptions& options,
+                                    const std::string& adopted_cgroup_nft_path,
+                                    int adopted_cgroup_level) {
+  return render_handover(plan, options,
+                         adopted_cgroup_nft_path.empty()
+                             ? std::string()
+                             : cgroup_match(adopted_cgroup_nft_path, adopted_cgroup_level));
 }
 
 Result<size_t> cleanup_instance(const SteeringOptions& options) {
@@ -259,39 +279,151 @@ Status create_recorded(Ledger& ledger, const LedgerEntry& entry, const std::stri
   return ok();
 }
 
-// Loads the handover table before anything an earlier run left is removed. `left` is what the
-// ledger listed: a handover already in it is ours (a start that failed or crashed) and is
-// replaced in the same transaction, so it never goes missing.
+// A cgroup the previous run of this instance made, which this start takes over instead of
+// replacing it, so that the processes admitted to it stay admitted.
+struct Adoption {
+  AdmittedCgroup group;
+  std::vector<LedgerEntry> entries;  // the group's, and its cgroup2 mount's when listed
+  bool mounted = false;              // this start mounted the private cgroup2 mount again
+  bool failed = false;               // set_up_kernel could not use the group
+};
+
+// The group the ledger lists at the mount and relative path this start would use (and, for the
+// private cgroup2 mount, that mount too), when it is still there; nullopt when the ledger lists
+// none, or with a warning when it cannot be reached. Mounts the private cgroup2 mount again
+// when the crashed run's went with its mount namespace.
+std::optional<Adoption> find_adoption(const SteeringOptions& options,
+                                      const std::vector<LedgerEntry>& left) {
+  auto mount = find_cgroup2();
+  const std::string mount_path = mount ? mount->path : options.cgroup2_fallback_mount;
+  auto listed = [&](const LedgerEntry& entry) {
+    return std::find(left.begin(), left.end(), entry) != left.end();
+  };
+  Adoption adoption{{}, {entry_of(LedgerEntry::Kind::kCgroup, mount_path, options.cgroup_path)}};
+  auto mount_entry = entry_of(LedgerEntry::Kind::kCgroupMount, mount_path);
+  if (!listed(adoption.entries.front())) return std::nullopt;
+  if (listed(mount_entry)) adoption.entries.push_back(mount_entry);
+  if (!mount && !listed(mount_entry)) return std::nullopt;
+
+  auto logger = log::get("vpn");
+  if (!mount) {
+    auto mounted = find_or_mount_cgroup2(options.cgroup2_fallback_mount);
+    if (!mounted) {
+      logger->warn("instance={} cannot adopt the admitted cgroup: {}; a fresh one replaces it",
+                   options.instance, mounted.error().message);
+      return std::nullopt;
+    }
+    mount = *mounted;
+    adoption.mounted = mounted->private_mount;
+  }
+  auto group = AdmittedCgroup::adopt(*mount, options.cgroup_path);
+  if (!group) {
+    logger->warn("instance={} cannot adopt the admitted cgroup: {}; a fresh one replaces it",
+                 options.instance, group.error().message);
+    if (adoption.mounted) (void)unmount_cgroup2(mount->path);
+    return std::nullopt;
+  }
+  adoption.group = *group;
+  return adoption;
+}
+
+// Gives up an adoption: its members lose their admission when the leftovers' cleanup removes
+// the group; a fresh group replaces it.
+void give_up_adoption(const SteeringOptions& options, std::optional<Adoption>& adoption,
+                      const std::string& why) {
+  log::get("vpn")->warn(
+      "instance={} cannot adopt the admitted cgroup {}: {}; a fresh one replaces it and its "
+      "members lose their admission",
+      options.instance, adoption->group.path(), why);
+  if (adoption->mounted) (void)unmount_cgroup2(options.cgroup2_fallback_mount);
+  adoption.reset();
+}
+
+// Loads the handover table before anything an earlier run left is removed. A handover the
+// ledger already lists is ours (a start that failed or crashed) and is replaced in the same
+// transaction, so it never goes missing. `adopted`: the group this start takes over, or null.
 Result<LedgerEntry> install_handover(const SteeringOptions& options, const SteeringPlan& plan,
-                                     const std::vector<LedgerEntry>& left, Ledger& ledger) {
+                                     const AdmittedCgroup* adopted, Ledger& ledger) {
   const std::string name = handover_table_name(options);
   auto entry = entry_of(LedgerEntry::Kind::kNftTable, name);
-  if (std::find(left.begin(), left.end(), entry) == left.end()) {
+  auto listed = ledger.entries();
+  if (!listed) return listed.error();
+  if (std::find(listed->begin(), listed->end(), entry) == listed->end()) {
     if (nft::table_exists(name)) {
       return Error::make(ErrorCode::kAlreadyExists, "nft table {}: exists and is not ours", name);
     }
     if (auto status = ledger.record(entry); !status) return status.error();
   }
-  auto status =
-      nft::run("table " + name + "\ndelete table " + name + "\n" + render_handover(plan, options));
+  std::string members =
+      adopted ? cgroup_match(nft_cgroup_path(adopted->path()), adopted->level()) : std::string();
+  auto status = nft::run("table " + name + "\ndelete table " + name + "\n" +
+                         render_handover(plan, options, members));
   if (!status) return status.error().wrap("nft table " + name);
   return entry;
+}
+
+// The handover for this start; when it cannot be loaded with the adopted group's refusals,
+// without them (the adoption is given up).
+Result<LedgerEntry> hand_over(const SteeringOptions& options, const SteeringPlan& plan,
+                              std::optional<Adoption>& adoption, Ledger& ledger) {
+  auto handover = install_handover(options, plan, adoption ? &adoption->group : nullptr, ledger);
+  if (handover || !adoption) return handover;
+  give_up_adoption(options, adoption, handover.error().message);
+  return install_handover(options, plan, nullptr, ledger);
+}
+
+// The "nftables" items of one JSON listing; kIo when it cannot be listed.
+Result<boost::json::array> nft_items(const std::string& command) {
+  auto listing = nft::list_json(command);
+  if (!listing) return listing.error();
+  boost::system::error_code ec;
+  auto document = boost::json::parse(*listing, ec);
+  if (ec || !document.is_object()) {
+    return Error::make(ErrorCode::kInternal, "nft {}: unreadable JSON", command);
+  }
+  const auto* items = document.as_object().if_contains("nftables");
+  if (!items || !items->is_array()) return boost::json::array();
+  return items->as_array();
+}
+
+// The member `key` of a JSON object; null when `value` is null or not an object.
+const boost::json::value* field(const boost::json::value* value, std::string_view key) {
+  return value && value->is_object() ? value->as_object().if_contains(key) : nullptr;
+}
+
+// The cgroup id the first `socket cgroupv2` match of `table` resolved to when it was loaded.
+// nft lists it as the path below /sys/fs/cgroup of a group with that id, or as the number when
+// it finds none (a group under a private mount).
+Result<uint64_t> matched_cgroup_id(const std::string& table) {
+  auto items = nft_items("list table " + table);
+  if (!items) return items.error();
+  for (const auto& item : *items) {
+    const auto* expressions = field(field(&item, "rule"), "expr");
+    if (!expressions || !expressions->is_array()) continue;
+    for (const auto& expression : expressions->as_array()) {
+      const auto* match = field(&expression, "match");
+      const auto* key = field(field(field(match, "left"), "socket"), "key");
+      if (!key || *key != "cgroupv2") continue;
+      const auto* right = field(match, "right");
+      if (right && right->is_int64()) return static_cast<uint64_t>(right->as_int64());
+      std::string text = right && right->is_string() ? std::string(right->as_string()) : "";
+      if (text.empty()) break;
+      if (text.find_first_not_of("0123456789") == std::string::npos) {
+        return static_cast<uint64_t>(std::stoull(text));
+      }
+      return cgroup_id_of("/sys/fs/cgroup/" + text);
+    }
+  }
+  return Error::make(ErrorCode::kNotFound, "nft table {}: no socket cgroupv2 match", table);
 }
 
 // Packets counted by each named counter of `table` ("inet steward"); kIo when it cannot be
 // listed.
 Result<std::map<std::string, uint64_t>> counter_packets(const std::string& table) {
-  auto listing = nft::list_json("list counters table " + table);
-  if (!listing) return listing.error();
-  boost::system::error_code ec;
-  auto document = boost::json::parse(*listing, ec);
-  if (ec || !document.is_object()) {
-    return Error::make(ErrorCode::kInternal, "nft counters: unreadable JSON");
-  }
+  auto items = nft_items("list counters table " + table);
+  if (!items) return items.error();
   std::map<std::string, uint64_t> packets_by_name;
-  const auto* items = document.as_object().if_contains("nftables");
-  if (!items || !items->is_array()) return packets_by_name;
-  for (const auto& item : items->as_array()) {
+  for (const auto& item : *items) {
     const auto* counter = item.is_object() ? item.as_object().if_contains("counter") : nullptr;
     if (!counter || !counter->is_object()) continue;
     const auto* name = counter->as_object().if_contains("name");
@@ -316,9 +448,21 @@ Status remove_handover(const SteeringOptions& options, Ledger& ledger, const Led
   return ok();
 }
 
-Status set_up_kernel(const SteeringOptions& options, const SteeringPlan& plan, Ledger& ledger,
-                     std::optional<AdmittedCgroup>& cgroup) {
-  // cgroup2: an existing mount, or our own.
+// The admitted group: the adopted one, when it is still the directory adopted (same id), else
+// a fresh one on an existing cgroup2 mount or on our own. Sets adoption->failed when the adopted
+// group cannot be used.
+Status set_up_cgroup(const SteeringOptions& options, Ledger& ledger,
+                     std::optional<Adoption>& adoption, std::optional<AdmittedCgroup>& cgroup) {
+  if (adoption) {
+    auto id = cgroup_id_of(adoption->group.path());
+    if (!id || *id != adoption->group.id()) {
+      adoption->failed = true;
+      return Error::make(ErrorCode::kNotFound, "cgroup {}: gone since it was adopted",
+                         adoption->group.path());
+    }
+    cgroup = adoption->group;
+    return ok();
+  }
   auto mount = find_cgroup2();
   if (!mount) {
     auto status = create_recorded(
@@ -331,14 +475,33 @@ Status set_up_kernel(const SteeringOptions& options, const SteeringPlan& plan, L
         });
     if (!status) return status;
   }
-  auto status = create_recorded(
-      ledger, entry_of(LedgerEntry::Kind::kCgroup, mount->path, options.cgroup_path),
-      "cgroup " + options.cgroup_path, [&]() -> Status {
-        auto created = AdmittedCgroup::create(*mount, options.cgroup_path);
-        if (!created) return created.error();
-        cgroup = *created;
-        return ok();
-      });
+  return create_recorded(ledger,
+                         entry_of(LedgerEntry::Kind::kCgroup, mount->path, options.cgroup_path),
+                         "cgroup " + options.cgroup_path, [&]() -> Status {
+                           auto created = AdmittedCgroup::create(*mount, options.cgroup_path);
+                           if (!created) return created.error();
+                           cgroup = *created;
+                           return ok();
+                         });
+}
+
+// nft resolved the new table's cgroup match to an id when it loaded it: for an adopted group it
+// must be the id the group had before the leftovers went. Sets adoption->failed when not.
+Status check_adopted_match(const SteeringOptions& options, Adoption& adoption) {
+  if (options.admit_all) return ok();  // no cgroup match in the table
+  auto matched = matched_cgroup_id(nft_table_name(options));
+  if (matched && *matched == adoption.group.id()) return ok();
+  adoption.failed = true;
+  return Error::make(ErrorCode::kConflict, "nft table {}: its cgroup match is {}, not {} ({})",
+                     nft_table_name(options),
+                     matched ? std::to_string(*matched) : matched.error().message,
+                     adoption.group.id(), adoption.group.path());
+}
+
+Status set_up_kernel(const SteeringOptions& options, const SteeringPlan& plan, Ledger& ledger,
+                     std::optional<Adoption>& adoption, std::optional<AdmittedCgroup>& cgroup) {
+  cgroup.reset();
+  auto status = set_up_cgroup(options, ledger, adoption, cgroup);
   if (!status) return status;
 
   // Policy rules for both families: marked traffic looks up our table, and is prohibited
@@ -367,7 +530,7 @@ Status set_up_kernel(const SteeringOptions& options, const SteeringPlan& plan, L
   // The nft table, tunnel down.
   std::string ruleset =
       render(plan, options, nft_cgroup_path(cgroup->path()), cgroup->level(), false);
-  return create_recorded(
+  status = create_recorded(
       ledger, entry_of(LedgerEntry::Kind::kNftTable, nft_table_name(options)),
       "nft table " + nft_table_name(options), [&] {
         if (nft::table_exists(nft_table_name(options))) {
@@ -375,6 +538,19 @@ Status set_up_kernel(const SteeringOptions& options, const SteeringPlan& plan, L
         }
         return nft::run(ruleset);
       });
+  if (!status || !adoption) return status;
+  return check_adopted_match(options, *adoption);
+}
+
+// Logs what the start adopted: the group and the processes it holds now.
+std::vector<pid_t> log_adoption(const SteeringOptions& options, const AdmittedCgroup& group) {
+  auto pids = group.processes();
+  std::vector<pid_t> adopted = pids ? *pids : std::vector<pid_t>();
+  log::get("vpn")->info(
+      "instance={} adopted the admitted cgroup {} id={} of the previous run processes={} "
+      "pids={}",
+      options.instance, group.path(), group.id(), adopted.size(), fmt::join(adopted, ","));
+  return adopted;
 }
 
 }  // namespace
@@ -387,20 +563,36 @@ Result<std::unique_ptr<Steering>> Steering::start(const SteeringOptions& options
   auto left = ledger->entries();
   if (!left) return left.error();
 
+  // The admitted group the earlier run left is taken over, with its members, not replaced.
+  std::optional<Adoption> adoption;
+  if (!left->empty()) adoption = find_adoption(options, *left);
+
   // What an earlier run left refuses until the handover table refuses in its place.
   std::vector<LedgerEntry> keep;
   auto handover_start = std::chrono::steady_clock::now();
   if (!left->empty()) {
-    auto handover = install_handover(options, plan, *left, *ledger);
-    if (!handover) return handover.error().wrap("handing over from what a previous run left");
+    auto handover = hand_over(options, plan, adoption, *ledger);
+    if (!handover) {
+      if (adoption && adoption->mounted) (void)unmount_cgroup2(options.cgroup2_fallback_mount);
+      return handover.error().wrap("handing over from what a previous run left");
+    }
     keep.push_back(*handover);
   }
-  if (auto status = cleanup_from_ledger(*ledger, keep); !status) {
+  auto kept = keep;
+  if (adoption) kept.insert(kept.end(), adoption->entries.begin(), adoption->entries.end());
+  if (auto status = cleanup_from_ledger(*ledger, kept); !status) {
     return status.error().wrap("cleaning up what a previous run left");
   }
 
+  // The new objects; when the adopted group cannot be used after all, everything new and the
+  // group go again (the handover stays) and the start begins afresh with a fresh group.
   std::optional<AdmittedCgroup> cgroup;
-  auto status = set_up_kernel(options, plan, *ledger, cgroup);
+  auto status = set_up_kernel(options, plan, *ledger, adoption, cgroup);
+  if (!status && adoption && adoption->failed) {
+    give_up_adoption(options, adoption, status.error().message);
+    (void)cleanup_from_ledger(*ledger, keep);
+    status = set_up_kernel(options, plan, *ledger, adoption, cgroup);
+  }
   uint64_t refusals = 0;
   if (status && !keep.empty()) {
     auto packets = counter_packets(handover_table_name(options));
@@ -423,7 +615,9 @@ Result<std::unique_ptr<Steering>> Steering::start(const SteeringOptions& options
   logger->info("instance={} steering started table={} mark={:#x} nft=inet {} cgroup={} id={}",
                options.instance, options.table, options.mark, options.nft_table, cgroup->path(),
                cgroup->id());
-  return std::unique_ptr<Steering>(new Steering(options, plan, std::move(*ledger), *cgroup));
+  std::unique_ptr<Steering> steering(new Steering(options, plan, std::move(*ledger), *cgroup));
+  if (adoption) steering->adopted_processes_ = log_adoption(options, *cgroup);
+  return steering;
 }
 
 Status Steering::set_tunnel_up(int tun_ifindex) {

@@ -33,6 +33,9 @@
 // the leftovers, sets up the new objects, and deletes the handover table last. At every instant
 // one of the three nft tables refuses what the new steering refuses with the tunnel down; the
 // handover is recorded in the ledger like the rest. docs/vpn-steering.md has the details.
+// The admitted cgroup the earlier run left (listed in its ledger at the mount and path this
+// start uses) is adopted, not replaced: its members stay admitted, and the handover refuses
+// their intranet traffic and DNS too, as the new table does while the tunnel is down.
 //
 // A reconnect that changes the tunnel's address: set_tunnel_down(), close the TunDevice,
 // create and configure a new one (the ledger already names it), set_tunnel_up(). A change of
@@ -105,10 +108,14 @@ std::string render_nft_ruleset(const SteeringPlan& plan, const SteeringOptions& 
                                const std::string& cgroup_nft_path, int cgroup_level);
 
 // The handover table's text for a plan (pure; unit-tested): everything the new steering
-// will refuse with the tunnel down and no process admitted yet. Every socket is refused toward
-// the intranet less its default routes (with admit_all: toward the whole intranet, and DNS
-// anywhere); excluded destinations are accepted.
-std::string render_handover_ruleset(const SteeringPlan& plan, const SteeringOptions& options);
+// will refuse with the tunnel down. Every socket is refused toward the intranet less its
+// default routes (with admit_all: toward the whole intranet, and DNS anywhere); the members of
+// a cgroup adopted from the earlier run (`adopted_cgroup_nft_path` as nft resolves it, and its
+// level; empty when the new group is fresh) toward the whole intranet, and DNS anywhere.
+// Excluded destinations are accepted.
+std::string render_handover_ruleset(const SteeringPlan& plan, const SteeringOptions& options,
+                                    const std::string& adopted_cgroup_nft_path = {},
+                                    int adopted_cgroup_level = 0);
 
 // "inet <nft_table>_handover".
 std::string handover_table_name(const SteeringOptions& options);
@@ -122,6 +129,13 @@ class Steering {
   // the cgroup, rules, prohibit routes and nft table, in that order. The tunnel starts down.
   // When the ledger lists anything, the handover table refuses in the leftovers' place until
   // the new nft table is in (a fresh start makes none).
+  // A cgroup the ledger lists at the cgroup2 mount and cgroup_path this start uses (and, when
+  // that is the private fallback mount, which it mounts again if needed, that mount too) is
+  // adopted instead of removed and made again: it keeps its id and its members, the new nft
+  // table is checked to match that id, and adopted_processes() lists its members. A group at
+  // that path the ledger does not list is someone else's: kAlreadyExists, as before. When the
+  // group cannot be adopted (gone, unreachable, the table matches another id), the start warns
+  // and makes a fresh group, as for a group it never knew.
   // On any failure it says which piece failed ("nft table inet steward: ...") and removes
   // what it had created: it never runs half set up. The exception is the handover table: once
   // the leftovers are (partly) gone it is all that refuses, so a failed start leaves it in the
@@ -142,6 +156,9 @@ class Steering {
   Result<SteeringCounters> counters() const;
 
   const AdmittedCgroup& cgroup() const { return cgroup_; }
+  // The processes the admitted cgroup held when start() adopted it from an earlier run; empty
+  // when the group is new (or was adopted empty).
+  const std::vector<pid_t>& adopted_processes() const { return adopted_processes_; }
   const SteeringPlan& plan() const { return plan_; }
   const SteeringOptions& options() const { return options_; }
   Ledger& ledger() { return ledger_; }
@@ -161,6 +178,7 @@ class Steering {
   Ledger ledger_;
   AdmittedCgroup cgroup_;
   int tunnel_ifindex_ = 0;
+  std::vector<pid_t> adopted_processes_;
   std::set<std::string> recorded_routes_;  // TUN routes already in the ledger
 };
 
