@@ -368,6 +368,8 @@ Status Daemon::steer(const TunnelConfig& tunnel) {
     auto started = Steering::start(options, *plan);
     if (!started) return started.error();
     steering_ = std::move(*started);
+    // Processes admitted before a crash (or before a rebuild) are still admitted.
+    log_adopted(steering_->adopted_processes());
     if (config_.admit_all) {
       flow_check_.emplace(FlowCheck::admitting_everything(clock_));
     } else {

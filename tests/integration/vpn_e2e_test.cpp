@@ -79,6 +79,61 @@ class AdmittedSender {
   std::thread thread_;
 };
 
+// A long-running process started with `steward vpn run` that fetches the intranet page each
+// time it is asked to, until stopped: it is admitted once, at its start.
+class LongRunningAdmitted {
+ public:
+  explicit LongRunningAdmitted(const VpnDaemonProcess& daemon) : dir_(daemon.dir() + "/long") {
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    std::ofstream(dir_ + "/run.sh") << fmt::format(
+        "echo $$ > {d}/pid\n"
+        "while [ ! -e {d}/stop ]; do\n"
+        "  if [ -e {d}/go ]; then\n"
+        "    rm -f {d}/go; {curl} > {d}/out.new 2>&1; echo \"exit $?\" >> {d}/out.new\n"
+        "    mv {d}/out.new {d}/out\n"
+        "  fi\n"
+        "  sleep 0.05\n"
+        "done\n",
+        fmt::arg("d", dir_), fmt::arg("curl", curl("hello.txt")));
+    thread_ =
+        std::thread([this, &daemon] { ran_ = daemon.run_admitted("exec sh " + dir_ + "/run.sh"); });
+  }
+  ~LongRunningAdmitted() { stop(); }
+
+  // Its PID once it runs; empty when it did not start.
+  std::string pid() const {
+    std::string pid;
+    for (int i = 0; i < 400 && pid.empty(); ++i) {
+      std::this_thread::sleep_for(25ms);
+      std::ifstream(dir_ + "/pid") >> pid;
+    }
+    return pid;
+  }
+  // What one fetch printed, then "exit <curl's exit code>".
+  std::string fetch() const {
+    fs::remove(dir_ + "/out");
+    std::ofstream(dir_ + "/go") << "go\n";
+    for (int i = 0; i < 400 && !fs::exists(dir_ + "/out"); ++i)
+      std::this_thread::sleep_for(25ms);
+    std::ifstream in(dir_ + "/out");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  // Stops it; the result of its `steward vpn run`.
+  CommandResult stop() {
+    if (thread_.joinable()) {
+      std::ofstream(dir_ + "/stop") << "stop\n";
+      thread_.join();
+    }
+    return ran_;
+  }
+
+ private:
+  std::string dir_;
+  std::thread thread_;
+  CommandResult ran_;
+};
+
 class VpnEndToEnd : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -721,6 +776,61 @@ TEST_F(VpnEndToEnd, NothingIsLeftAfterDisconnectOrAfterSigkillAndRestart) {
   // An instance name is a file name in the state directory, never a path.
   EXPECT_EQ(daemon_->vpn({"disconnect", "--instance", "../escape"}).exit_code, 2);
   EXPECT_EQ(daemon_->vpn({"status", "--instance", ".hidden"}).exit_code, 2);
+}
+
+TEST_F(VpnEndToEnd, AProcessRunBeforeASigkillReachesTheIntranetAfterTheRestartWithoutAdmission) {
+  ASSERT_FALSE(connect().empty());
+  auto outside = capture("adopt");
+  ASSERT_TRUE(outside);
+  LongRunningAdmitted process(*daemon_);
+  std::string pid = process.pid();
+  ASSERT_FALSE(pid.empty()) << "the long-running process did not start" << daemon_->log();
+  auto admitted_now = [&] {
+    auto status = daemon_->status();
+    if (!status) return false;
+    for (const auto& entry : status->at("admitted").as_array()) {
+      if (std::to_string(entry.at("pid").to_number<int64_t>()) == pid) return true;
+    }
+    return false;
+  };
+  std::string fetched = process.fetch();
+  EXPECT_NE(fetched.find(IntranetServices::kHello), std::string::npos) << fetched;
+  EXPECT_TRUE(admitted_now());
+
+  // The daemon crashes and comes back; nobody admits the process again.
+  daemon_->kill_hard();
+  EXPECT_FALSE(daemon_->leftovers().empty()) << "a SIGKILL should leave the steering in place";
+  ASSERT_TRUE(daemon_->restart());
+  auto back = daemon_->wait_connected(15s);
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_TRUE(admitted_now()) << "status does not list the process admitted before the crash";
+  fetched = process.fetch();
+  EXPECT_NE(fetched.find(IntranetServices::kHello), std::string::npos)
+      << "the process admitted before the crash no longer reaches the intranet: " << fetched
+      << daemon_->log();
+  std::string log = daemon_->log();
+  EXPECT_NE(log.find("adopted the admitted cgroup"), std::string::npos) << log;
+  auto line = log.find(fmt::format("admission pid={} ", pid), log.find("adopted the admitted"));
+  EXPECT_NE(line, std::string::npos) << log;
+  if (line != std::string::npos) {
+    auto text = log.substr(line, log.find('\n', line) - line);
+    EXPECT_NE(text.find("reason=adopted"), std::string::npos) << text;
+  }
+  expect_no_leak(*outside);
+
+  // Disconnect removes the group as always, and the process is back in the cgroup root.
+  auto done = daemon_->vpn({"disconnect"});
+  EXPECT_EQ(done.exit_code, 0) << done.output;
+  EXPECT_EQ(daemon_->wait_exit(15s), 0) << daemon_->log();
+  auto left = daemon_->leftovers();
+  EXPECT_TRUE(left.empty()) << fmt::format("{}", fmt::join(left, "\n"));
+  std::ifstream cgroups("/proc/" + pid + "/cgroup");
+  std::string membership;
+  while (std::getline(cgroups, membership) && !membership.starts_with("0::")) {
+  }
+  EXPECT_EQ(membership, "0::/") << "the process should be back in the cgroup root";
+  auto ran = process.stop();
+  EXPECT_EQ(ran.exit_code, 0) << ran.output;
 }
 
 }  // namespace

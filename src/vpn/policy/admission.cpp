@@ -88,6 +88,11 @@ std::string executable_of(pid_t pid) {
   return ec ? std::string() : target.string();
 }
 
+void log_adopted(const std::vector<pid_t>& pids) {
+  for (pid_t pid : pids)
+    log_admission(pid, executable_of(pid), "admitted", "adopted");
+}
+
 Result<pid_t> run_admitted(const AdmittedCgroup& cgroup, const std::vector<std::string>& argv) {
   if (argv.empty()) return Error::make(ErrorCode::kInvalidArgument, "run: no command given");
 

@@ -57,6 +57,10 @@ Result<int> close_sockets(const std::vector<ProcessSocket>& sockets);
 // thread.
 std::string executable_of(pid_t pid);
 
+// Logs the processes of a group adopted from an earlier run (Steering::adopted_processes()),
+// one admission line each (reason=adopted): they stay admitted without a new request.
+void log_adopted(const std::vector<pid_t>& pids);
+
 // Admits processes whose executable is one of `paths` (exact, after resolving symlinks) when
 // they exec, using the proc connector (NETLINK_CONNECTOR, PROC_EVENT_EXEC). The connector
 // only delivers in the initial network namespace: create the watcher there.
