@@ -654,6 +654,37 @@ TEST_F(VpnSteering, NoIntranetPacketLeavesWhileAStartReplacesASigkilledInstance)
     EXPECT_EQ(entry.name.find("_handover"), std::string::npos);
 }
 
+TEST_F(VpnSteering, NoIntranetPacketLeavesWhileTheTunnelGoesDownAndUpAgain) {
+  start();
+  auto sender = [&](const std::string& name) {
+    return std::vector<std::string>{"python3",
+                                    "-c",
+                                    kIntranetSender,
+                                    directory_ + "/stop",
+                                    directory_ + "/" + name + ".ready",
+                                    directory_ + "/" + name};
+  };
+  pid_t admitted = spawn_admitted(sender("admitted"));
+  pid_t unadmitted = spawn_unadmitted(sender("unadmitted"));
+  for (const char* name : {"admitted", "unadmitted"}) {
+    auto ready = directory_ + "/" + name + ".ready";
+    for (int i = 0; i < 250 && !std::filesystem::exists(ready); ++i)
+      std::this_thread::sleep_for(20ms);
+    ASSERT_TRUE(std::filesystem::exists(ready)) << "the " << name << " sender did not start";
+  }
+  // Reconnects switch the steering down and up; both senders keep trying all the while.
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(steering_->set_tunnel_down());
+    std::this_thread::sleep_for(5ms);
+    ASSERT_TRUE(steering_->set_tunnel_up(tun_->ifindex()));
+    std::this_thread::sleep_for(5ms);
+  }
+  std::ofstream(directory_ + "/stop").close();
+  wait_exit(unadmitted);
+  wait_exit(admitted);
+  EXPECT_EQ(intranet_at_peer(), 0u) << "intranet packets left by the normal route";
+}
+
 TEST_F(VpnSteering, AStartThatFailsAfterASigkilledInstanceKeepsRefusingThroughTheHandover) {
   pid_t sleeper = crash_an_instance({"sleep", "30"});
   if (sleeper > 0) ::kill(sleeper, SIGKILL);

@@ -66,6 +66,27 @@ std::string cgroup_match(const std::string& cgroup_nft_path, int cgroup_level) {
   return fmt::format(" socket cgroupv2 level {} \"{}\"", cgroup_level, cgroup_nft_path);
 }
 
+// The rules of the mark_admitted chain: the only chain that differs between tunnel up and down,
+// so a tunnel state change replaces just them (flush chain and add, one transaction).
+// `admitted` is the cgroup match (empty with admit_all).
+std::vector<std::string> mark_rules(const SteeringPlan& plan, const SteeringOptions& options,
+                                    const std::string& admitted, bool tunnel_up) {
+  const std::string mark = fmt::format("{:#x}", options.mark);
+  std::vector<std::string> rules = {"ip daddr @exclude4 return", "ip6 daddr @exclude6 return"};
+  if (tunnel_up) {
+    rules.push_back(fmt::format("ct mark {0} ip daddr @intranet4 meta mark set {0} return", mark));
+    rules.push_back(
+        fmt::format("ip daddr @intranet4{0} meta mark set {1} ct mark set {1}", admitted, mark));
+    if (plan.tunnel_has_ipv6) {
+      rules.push_back(
+          fmt::format("ct mark {0} ip6 daddr @intranet6 meta mark set {0} return", mark));
+      rules.push_back(
+          fmt::format("ip6 daddr @intranet6{0} meta mark set {1} ct mark set {1}", admitted, mark));
+    }
+  }
+  return rules;
+}
+
 std::string render(const SteeringPlan& plan, const SteeringOptions& options,
                    const std::string& cgroup_nft_path, int cgroup_level, bool tunnel_up) {
   // The match that selects admitted sockets; empty when every socket is admitted.
@@ -88,17 +109,8 @@ std::string render(const SteeringPlan& plan, const SteeringOptions& options,
   // Every rule tests the cheap destination before the socket's cgroup.
   // Marks, after DNS redirection (nat output is -100) so a redirected query is marked too.
   out += "  chain mark_admitted {\n    type route hook output priority -90; policy accept;\n";
-  out += "    ip daddr @exclude4 return\n    ip6 daddr @exclude6 return\n";
-  if (tunnel_up) {
-    out += fmt::format("    ct mark {0} ip daddr @intranet4 meta mark set {0} return\n", mark);
-    out += fmt::format("    ip daddr @intranet4{0} meta mark set {1} ct mark set {1}\n", admitted,
-                       mark);
-    if (plan.tunnel_has_ipv6) {
-      out += fmt::format("    ct mark {0} ip6 daddr @intranet6 meta mark set {0} return\n", mark);
-      out += fmt::format("    ip6 daddr @intranet6{0} meta mark set {1} ct mark set {1}\n",
-                         admitted, mark);
-    }
-  }
+  for (const auto& rule : mark_rules(plan, options, admitted, tunnel_up))
+    out += "    " + rule + "\n";
   out += "  }\n";
 
   out += "  chain redirect_dns {\n    type nat hook output priority -100; policy accept;\n";
@@ -645,23 +657,32 @@ Status Steering::set_tunnel_up(int tun_ifindex) {
     if (!status) return status;
   }
   tunnel_ifindex_ = tun_ifindex;
-  auto ruleset = render(plan_, options_, nft_cgroup_path(cgroup_.path()), cgroup_.level(), true);
-  if (auto status = nft::run("delete table " + nft_table_name(options_) + "\n" + ruleset);
-      !status) {
-    return status.error().wrap("tunnel up: nft table");
-  }
+  if (auto status = replace_marks(true); !status) return status.error().wrap("tunnel up");
   log::get("vpn")->info("instance={} tunnel up tun={} routes={}", options_.instance, name,
                         plan_.intranet.size());
   return ok();
 }
 
+// Only the mark chain changes, in one transaction: swapping the whole table (delete and load)
+// let an intranet packet out by the normal route now and then while the new table's sets were
+// not yet in use (measured: a few packets per 20 switches).
+Status Steering::replace_marks(bool tunnel_up) {
+  const std::string admitted = options_.admit_all
+                                   ? std::string()
+                                   : cgroup_match(nft_cgroup_path(cgroup_.path()), cgroup_.level());
+  const std::string chain = nft_table_name(options_) + " mark_admitted";
+  std::string commands = "flush chain " + chain + "\n";
+  for (const auto& rule : mark_rules(plan_, options_, admitted, tunnel_up))
+    commands += "add rule " + chain + " " + rule + "\n";
+  if (auto status = nft::run(commands); !status) {
+    return status.error().wrap("nft chain " + chain);
+  }
+  return ok();
+}
+
 Status Steering::set_tunnel_down() {
   // The marks stop first, so no admitted packet is steered while routes go away.
-  auto ruleset = render(plan_, options_, nft_cgroup_path(cgroup_.path()), cgroup_.level(), false);
-  if (auto status = nft::run("delete table " + nft_table_name(options_) + "\n" + ruleset);
-      !status) {
-    return status.error().wrap("tunnel down: nft table");
-  }
+  if (auto status = replace_marks(false); !status) return status.error().wrap("tunnel down");
   Status result = ok();
   if (tunnel_ifindex_ != 0) {
     for (const auto& prefix : plan_.intranet) {

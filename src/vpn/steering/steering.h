@@ -79,7 +79,7 @@ struct SteeringOptions {
   bool admit_all = false;
 };
 
-// Packet counts from the nft table since start (or the last tunnel state change), for
+// Packet counts from the nft table since start (tunnel state changes keep them), for
 // status and metrics.
 struct SteeringCounters {
   uint64_t tunnelled = 0;         // admitted packets that left into the TUN
@@ -177,6 +177,7 @@ class Steering {
   SteeringPlan plan_;
   Ledger ledger_;
   AdmittedCgroup cgroup_;
+  Status replace_marks(bool tunnel_up);
   int tunnel_ifindex_ = 0;
   std::vector<pid_t> adopted_processes_;
   std::set<std::string> recorded_routes_;  // TUN routes already in the ledger
