@@ -135,6 +135,31 @@ void remove_leftovers_of_dead_runs() {
   }
 }
 
+// Sends UDP to port 9 of an IPv4 and an IPv6 host (by default in the intranet) as fast as it
+// can from one socket per family, refusals ignored, until a stop file appears (at most 30 s);
+// then writes "<sent> <refused>".
+constexpr const char* kIntranetSender = R"(import os, socket, sys, time
+stop, ready, report = sys.argv[1:4]
+host4, host6 = sys.argv[4:6] if len(sys.argv) > 5 else ('198.18.4.1', '64:ff9b::c612:401')
+targets = [(socket.socket(socket.AF_INET, socket.SOCK_DGRAM), (host4, 9)),
+           (socket.socket(socket.AF_INET6, socket.SOCK_DGRAM), (host6, 9))]
+sent = refused = 0
+deadline = time.monotonic() + 30
+while not os.path.exists(stop) and time.monotonic() < deadline:
+    for sock, address in targets:
+        for _ in range(100):
+            try:
+                sock.sendto(b'x', address)
+                sent += 1
+            except OSError:
+                refused += 1
+    if not os.path.exists(ready):
+        open(ready, 'w').close()
+with open(report + '.new', 'w') as out:
+    out.write(f'{sent} {refused}\n')
+os.rename(report + '.new', report)
+)";
+
 class VpnSteering : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -211,6 +236,23 @@ class VpnSteering : public ::testing::Test {
     if (!steering) return steering.error();
     steering_ = std::move(*steering);  // stopped by TearDown
     return Error{ErrorCode::kInternal, "the start succeeded"};
+  }
+
+  // A sender that keeps trying the intranet until <directory>/stop exists (kIntranetSender):
+  // it writes <name>.ready once running and its counts to <name> at the end.
+  std::vector<std::string> intranet_sender(const std::string& name) const {
+    return {"python3",
+            "-c",
+            kIntranetSender,
+            directory_ + "/stop",
+            directory_ + "/" + name + ".ready",
+            directory_ + "/" + name};
+  }
+  bool sender_ready(const std::string& name) const {
+    auto ready = directory_ + "/" + name + ".ready";
+    for (int i = 0; i < 250 && !std::filesystem::exists(ready); ++i)
+      std::this_thread::sleep_for(20ms);
+    return std::filesystem::exists(ready);
   }
 
   pid_t spawn_admitted(const std::vector<std::string>& argv) {
@@ -579,49 +621,13 @@ TEST_F(VpnSteering, StartAfterASigkilledInstanceRemovesWhatItLeft) {
   expect_nothing_left();
 }
 
-// Sends UDP to port 9 of an IPv4 and an IPv6 host (by default in the intranet) as fast as it
-// can from one socket per family, refusals ignored, until a stop file appears (at most 30 s);
-// then writes "<sent> <refused>".
-constexpr const char* kIntranetSender = R"(import os, socket, sys, time
-stop, ready, report = sys.argv[1:4]
-host4, host6 = sys.argv[4:6] if len(sys.argv) > 5 else ('198.18.4.1', '64:ff9b::c612:401')
-targets = [(socket.socket(socket.AF_INET, socket.SOCK_DGRAM), (host4, 9)),
-           (socket.socket(socket.AF_INET6, socket.SOCK_DGRAM), (host6, 9))]
-sent = refused = 0
-deadline = time.monotonic() + 30
-while not os.path.exists(stop) and time.monotonic() < deadline:
-    for sock, address in targets:
-        for _ in range(100):
-            try:
-                sock.sendto(b'x', address)
-                sent += 1
-            except OSError:
-                refused += 1
-    if not os.path.exists(ready):
-        open(ready, 'w').close()
-with open(report + '.new', 'w') as out:
-    out.write(f'{sent} {refused}\n')
-os.rename(report + '.new', report)
-)";
-
 TEST_F(VpnSteering, NoIntranetPacketLeavesWhileAStartReplacesASigkilledInstance) {
   // Two senders that never stop trying: one admitted by the instance that crashes, one that
   // nobody admitted.
-  auto sender = [&](const std::string& name) {
-    return std::vector<std::string>{"python3",
-                                    "-c",
-                                    kIntranetSender,
-                                    directory_ + "/stop",
-                                    directory_ + "/" + name + ".ready",
-                                    directory_ + "/" + name};
-  };
-  pid_t admitted = crash_an_instance(sender("admitted"));
-  pid_t unadmitted = spawn_unadmitted(sender("unadmitted"));
+  pid_t admitted = crash_an_instance(intranet_sender("admitted"));
+  pid_t unadmitted = spawn_unadmitted(intranet_sender("unadmitted"));
   for (const char* name : {"admitted", "unadmitted"}) {
-    auto ready = directory_ + "/" + name + ".ready";
-    for (int i = 0; i < 250 && !std::filesystem::exists(ready); ++i)
-      std::this_thread::sleep_for(20ms);
-    ASSERT_TRUE(std::filesystem::exists(ready)) << "the " << name << " sender did not start";
+    ASSERT_TRUE(sender_ready(name)) << "the " << name << " sender did not start";
   }
   ASSERT_EQ(intranet_at_peer(), 0u) << "the crashed instance's leftovers let traffic out";
 
@@ -656,21 +662,10 @@ TEST_F(VpnSteering, NoIntranetPacketLeavesWhileAStartReplacesASigkilledInstance)
 
 TEST_F(VpnSteering, NoIntranetPacketLeavesWhileTheTunnelGoesDownAndUpAgain) {
   start();
-  auto sender = [&](const std::string& name) {
-    return std::vector<std::string>{"python3",
-                                    "-c",
-                                    kIntranetSender,
-                                    directory_ + "/stop",
-                                    directory_ + "/" + name + ".ready",
-                                    directory_ + "/" + name};
-  };
-  pid_t admitted = spawn_admitted(sender("admitted"));
-  pid_t unadmitted = spawn_unadmitted(sender("unadmitted"));
+  pid_t admitted = spawn_admitted(intranet_sender("admitted"));
+  pid_t unadmitted = spawn_unadmitted(intranet_sender("unadmitted"));
   for (const char* name : {"admitted", "unadmitted"}) {
-    auto ready = directory_ + "/" + name + ".ready";
-    for (int i = 0; i < 250 && !std::filesystem::exists(ready); ++i)
-      std::this_thread::sleep_for(20ms);
-    ASSERT_TRUE(std::filesystem::exists(ready)) << "the " << name << " sender did not start";
+    ASSERT_TRUE(sender_ready(name)) << "the " << name << " sender did not start";
   }
   // Reconnects switch the steering down and up; both senders keep trying all the while.
   for (int i = 0; i < 20; ++i) {
