@@ -54,8 +54,7 @@ struct DaemonFlags {
     if (!instance.empty()) config.instance = instance;
     if (!socket.empty()) config.control_socket = socket;
     // The instance names files in the state directory (its socket, ledger and lock).
-    if (config.instance.empty() || config.instance.find('/') != std::string::npos ||
-        config.instance.front() == '.') {
+    if (!vpn::is_instance_name(config.instance)) {
       return Error::make(ErrorCode::kInvalidArgument,
                          "instance '{}' must be a name without '/' that does not start with '.'",
                          config.instance);

@@ -2,6 +2,7 @@
 
 #include "core/config.h"
 #include "vpn/steering/cgroup.h"
+#include "vpn/steering/ledger.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -209,8 +210,7 @@ Status validate(const VpnConfig& config) {
   if (!fits_link_name(config.tun_name)) {
     return bad("tun_name must be 1 to 15 characters without '/', ':' or spaces");
   }
-  if (config.instance.empty() || config.instance.find('/') != std::string::npos ||
-      config.instance.front() == '.') {
+  if (!is_instance_name(config.instance)) {
     return bad("instance must be a non-empty name without '/' that does not start with '.'");
   }
   if (config.nft_table.empty() ||

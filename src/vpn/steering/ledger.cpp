@@ -110,8 +110,12 @@ Status remove_entry(const LedgerEntry& entry) {
 
 }  // namespace
 
+bool is_instance_name(const std::string& instance) {
+  return !instance.empty() && instance.find('/') == std::string::npos && instance.front() != '.';
+}
+
 Result<Ledger> Ledger::open(const std::string& directory, const std::string& instance) {
-  if (instance.empty() || instance.find('/') != std::string::npos || instance[0] == '.') {
+  if (!is_instance_name(instance)) {
     return Error::make(ErrorCode::kInvalidArgument, "instance name '{}' is not a file name",
                        instance);
   }

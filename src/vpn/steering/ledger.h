@@ -31,6 +31,10 @@ struct LedgerEntry {
   friend bool operator==(const LedgerEntry&, const LedgerEntry&) = default;
 };
 
+// True when `instance` can name an instance's files in the state directory: not empty, no '/',
+// not starting with '.'.
+bool is_instance_name(const std::string& instance);
+
 // The ledger file of one instance. Appends are durable (write + fsync) before returning.
 // Lines are tab-separated; a torn last line (crash mid-write) is ignored on load.
 // An open Ledger holds an exclusive lock (flock on <instance>.lock, close-on-exec), so a
